@@ -1,0 +1,64 @@
+"""Options and helpers shared by the commands (preprocessing options, --json output)."""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import click
+
+from ..fileio import dump_json
+from ..preprocess import Preprocess, parse_floats, parse_size
+
+
+def preprocess_options(f: Callable) -> Callable:
+    """--input-size/--color/--range/--mean/--std/--resize, as in `edgeq convert`."""
+    opts = [
+        click.option("--input-size", help="Model input as WIDTHxHEIGHT (default: from the model)."),
+        click.option("--color", type=click.Choice(["rgb", "bgr", "gray"], case_sensitive=False),
+                     help="Colour order the model expects (default: gray for 1 channel, else rgb)."),
+        click.option("--range", "value_range", help="Value mapping: 0,1 | -1,1 | 0,255 (raw). Default 0,1."),
+        click.option("--mean", help="Per-channel mean(s) subtracted from 0..255 pixels, comma-separated."),
+        click.option("--std", help="Per-channel std(s) dividing (pixel - mean), comma-separated."),
+        click.option("--resize", type=click.Choice(["stretch", "letterbox", "center-crop"]),
+                     help="How images are fitted to the input size (default stretch)."),
+    ]
+    for opt in reversed(opts):
+        f = opt(f)
+    return f
+
+
+def preprocess_kwargs(input_size: str | None, color: str | None, value_range: str | None,
+                      mean: str | None, std: str | None, resize: str | None) -> dict[str, Any]:
+    """The CLI strings parsed into the options dict the library takes."""
+    return {
+        "input_size": parse_size(input_size) if input_size else None,
+        "color": color.upper() if color else None,
+        "value_range": value_range,
+        "mean": parse_floats(mean, "--mean"),
+        "std": parse_floats(std, "--std"),
+        "resize": resize,
+    }
+
+
+def has_preprocess_options(opts: dict[str, Any]) -> bool:
+    return any(v is not None for v in opts.values())
+
+
+def preprocess_for_model(opts: dict[str, Any], input_shape: tuple[int, ...]) -> Preprocess:
+    """A Preprocess for a model input shape (1,H,W,C), overridden by CLI options."""
+    _, h, w, c = (list(input_shape) + [1, 1, 1, 1])[:4] if len(input_shape) == 4 else (1, 0, 0, 0)
+    if opts.get("input_size"):
+        w, h = opts["input_size"]
+    return Preprocess.from_options(h, w, c, color=opts.get("color"), value_range=opts.get("value_range"),
+                                   mean=opts.get("mean"), std=opts.get("std"), resize=opts.get("resize"))
+
+
+json_option = click.option("--json", "json_path", metavar="FILE",
+                           help="Write machine-readable results to FILE ('-' = standard output).")
+
+
+def emit_json(obj: Any, path: str | None) -> None:
+    if path is None:
+        return
+    text = dump_json(obj, path)
+    if path == "-":
+        click.echo(text, nl=False)

@@ -1,0 +1,91 @@
+"""`edgeq convert`: quantize a float model with calibration data."""
+from __future__ import annotations
+
+import click
+
+from ..recipes import RECIPES, Recipe
+from .common import emit_json, json_option, preprocess_kwargs, preprocess_options
+
+
+def format_result(r) -> str:
+    rep = r.report
+    lines = [f"wrote {r.output}  [{r.recipe.name}: {r.recipe.description}]",
+             f"  size: {rep.size_bytes / 1024:.1f} KiB quantized vs {r.float_weights_bytes / 1024:.1f} KiB float "
+             f"weights ({r.compression:.2f}x smaller)",
+             "  ops: " + ", ".join(f"{k}×{v}" for k, v in rep.ops.items())]
+    if r.recipe.full_integer:
+        lines.append("  full integer: " + ("yes" if rep.full_integer else
+                                           f"NO, float ops: {', '.join(rep.float_ops)}"))
+    if rep.float_tensors:
+        lines.append(f"  tensors left in float: {len(rep.float_tensors)} ({', '.join(rep.float_tensors[:5])}"
+                     + (" …)" if len(rep.float_tensors) > 5 else ")"))
+    for title, specs in (("input", rep.inputs), ("output", rep.outputs)):
+        for t in specs:
+            q = f", scale {t.scale:.6g}, zero point {t.zero_point}" if t.scale else ""
+            lines.append(f"  {title} {t.name}: {list(t.shape)} {t.dtype}{q}")
+    if r.preprocess:
+        lines.append(f"  preprocessing (embedded): {r.preprocess.describe()}")
+    if r.calibration:
+        c = r.calibration
+        lines.append(f"  calibration: {c['used']} samples used, {c['skipped']} skipped, from {c['source']}")
+    lines.append(f"  time: {r.seconds:.1f} s")
+    return "\n".join(lines)
+
+
+@click.command("convert")
+@click.argument("model", type=click.Path())
+@click.option("-c", "--calibration", "calib", metavar="SRC",
+              help="Representative data: image folder, glob, video or .npy/.npz.")
+@click.option("-o", "--output", required=True, type=click.Path(), help="Output .tflite path.")
+@click.option("--recipe", default=None, type=click.Choice(list(RECIPES)),
+              help="Quantization recipe (default int8).")
+@click.option("--recipe-file", type=click.Path(), help="Reproduce a saved recipe (JSON).")
+@click.option("--num-samples", default=200, show_default=True, type=int, help="Calibration samples.")
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed for sampling calibration data.")
+@click.option("--labels", type=click.Path(), help="Class names, one per line (embedded in the model).")
+@click.option("--task", default="classify", type=click.Choice(["classify", "detect", "other"]), show_default=True)
+@click.option("--per-tensor", is_flag=True, help="Per-tensor instead of per-channel weight scales.")
+@click.option("--float-io", is_flag=True, help="Keep float inputs/outputs around the integer body.")
+@click.option("--allow-float-fallback", is_flag=True, help="Accept ops that cannot be quantized (kept float).")
+@click.option("--force", is_flag=True, help="Overwrite OUTPUT if it exists.")
+@preprocess_options
+@json_option
+@click.pass_obj
+def command(ctx, model, calib, output, recipe, recipe_file, num_samples, seed, labels, task, per_tensor,
+            float_io, allow_float_fallback, force, input_size, color, value_range, mean, std, resize,
+            json_path):
+    """Quantize MODEL (.keras, .h5 or SavedModel dir) into a .tflite file.
+
+    The preprocessing contract (size, colour, value range), labels, recipe and a calibration
+    summary are embedded in the output, so `edgeq run`/`bench`/`eval` apply them by themselves.
+    """
+    from ..converter import convert
+
+    if recipe and recipe_file:
+        raise click.UsageError("give --recipe or --recipe-file, not both")
+    rec = Recipe.load(recipe_file) if recipe_file else (recipe or "int8")
+    opts = preprocess_kwargs(input_size, color, value_range, mean, std, resize)
+
+    bar = None
+
+    def progress(i: int, total: int) -> None:
+        nonlocal bar
+        if ctx.quiet:
+            return
+        if bar is None:
+            bar = click.progressbar(length=total, label="calibrating", file=click.get_text_stream("stderr"))
+            bar.__enter__()
+        bar.update(1)
+
+    try:
+        result = convert(model, calib, output, recipe=rec, num_samples=num_samples, seed=seed, labels=labels,
+                         task=task, per_tensor=per_tensor, float_io=float_io,
+                         allow_float_fallback=allow_float_fallback, force=force, preprocess_options=opts,
+                         progress=progress, quiet=not ctx.verbose)
+    finally:
+        if bar is not None:
+            bar.__exit__(None, None, None)
+    for w in result.warnings:
+        ctx.warn(w)
+    click.echo(format_result(result), err=json_path == "-")
+    emit_json(result.to_dict(), json_path)

@@ -1,0 +1,127 @@
+"""edgeq metadata embedded in the .tflite file: the preprocessing contract and provenance.
+
+Stored as a named flatbuffer metadata entry ("edgeq") holding UTF-8 JSON, so any TFLite
+runtime ignores it and edgeq (or a user with a hex editor) can read it back.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+from .errors import ModelError
+from .preprocess import Preprocess
+from .tflite_format import ModelFile, parse_model
+
+METADATA_NAME = "edgeq"
+SCHEMA_VERSION = 1
+TASKS = ("classify", "detect", "other")
+
+
+@dataclasses.dataclass(frozen=True)
+class EdgeqMetadata:
+    preprocess: Preprocess | None
+    labels: tuple[str, ...] = ()
+    task: str = "classify"
+    recipe: dict[str, Any] = dataclasses.field(default_factory=dict)
+    calibration: dict[str, Any] = dataclasses.field(default_factory=dict)
+    source_sha256: str = ""
+    source: str = ""
+    edgeq_version: str = ""
+    schema: int = SCHEMA_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema": self.schema,
+            "edgeq_version": self.edgeq_version,
+            "task": self.task,
+            "preprocess": self.preprocess.to_dict() if self.preprocess else None,
+            "labels": list(self.labels),
+            "recipe": self.recipe,
+            "calibration": self.calibration,
+            "source": self.source,
+            "source_sha256": self.source_sha256,
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "EdgeqMetadata":
+        pre = d.get("preprocess")
+        return cls(
+            preprocess=Preprocess.from_dict(pre) if pre else None,
+            labels=tuple(d.get("labels") or ()),
+            task=d.get("task", "other"),
+            recipe=dict(d.get("recipe") or {}),
+            calibration=dict(d.get("calibration") or {}),
+            source_sha256=d.get("source_sha256", ""),
+            source=d.get("source", ""),
+            edgeq_version=d.get("edgeq_version", ""),
+            schema=int(d.get("schema", SCHEMA_VERSION)),
+        )
+
+
+def read_metadata(model: ModelFile | bytes) -> EdgeqMetadata | None:
+    """The embedded edgeq metadata, or None for foreign models."""
+    mf = model if isinstance(model, ModelFile) else parse_model(model)
+    raw = mf.metadata.get(METADATA_NAME)
+    if raw is None:
+        return None
+    try:
+        return EdgeqMetadata.from_dict(json.loads(raw.decode("utf-8")))
+    except (ValueError, TypeError, KeyError) as exc:
+        raise ModelError(f"the model's embedded '{METADATA_NAME}' metadata is not valid: {exc}") from exc
+
+
+def _schema():
+    try:
+        from ai_edge_litert import schema_py_generated as schema
+    except ImportError:  # pragma: no cover - exercised only without ai-edge-litert
+        try:
+            from tensorflow.lite.python import schema_py_generated as schema
+        except ImportError as exc:
+            raise ModelError("writing TFLite metadata needs ai-edge-litert or tensorflow "
+                             "(pip install ai-edge-litert)") from exc
+    return schema
+
+
+def pack_model(model_t: Any) -> bytes:
+    """Serialise a schema ModelT object back to .tflite bytes."""
+    import flatbuffers
+
+    schema = _schema()
+    builder = flatbuffers.Builder(1024)
+    builder.Finish(model_t.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
+def unpack_model(data: bytes) -> Any:
+    schema = _schema()
+    return schema.ModelT.InitFromPackedBuf(bytearray(data), 0)
+
+
+def embed_metadata(data: bytes, entries: dict[str, bytes]) -> bytes:
+    """Return a copy of the model with named metadata entries set (replacing same-named ones)."""
+    schema = _schema()
+    parse_model(data)  # validate first: the object API has no bounds checks
+    m = unpack_model(data)
+    m.metadata = [md for md in (m.metadata or []) if _name(md.name) not in entries]
+    m.buffers = list(m.buffers or [])
+    for name, payload in entries.items():
+        buf = schema.BufferT()
+        buf.data = list(payload) if len(payload) < 1 << 16 else bytearray(payload)
+        m.buffers.append(buf)
+        md = schema.MetadataT()
+        md.name = name
+        md.buffer = len(m.buffers) - 1
+        m.metadata.append(md)
+    return pack_model(m)
+
+
+def _name(n: Any) -> str:
+    return n.decode() if isinstance(n, bytes) else str(n)
+
+
+def with_edgeq_metadata(data: bytes, meta: EdgeqMetadata) -> bytes:
+    return embed_metadata(data, {METADATA_NAME: meta.to_json().encode("utf-8")})
