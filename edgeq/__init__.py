@@ -21,5 +21,12 @@ def convert(*args, **kwargs):
     return _convert(*args, **kwargs)
 
 
+def load(*args, **kwargs):
+    """Load a .tflite model for inference; see :func:`edgeq.runtime.load`."""
+    from .runtime import load as _load
+
+    return _load(*args, **kwargs)
+
+
 __all__ = ["CalibrationDataset", "EdgeqError", "EdgeqMetadata", "Preprocess", "RECIPES", "Recipe",
-           "convert", "inspect_model", "read_metadata", "__version__"]
+           "convert", "inspect_model", "load", "read_metadata", "__version__"]

@@ -218,8 +218,20 @@ class CalibrationDataset:
         self._seen_max = hi if self._seen_max is None else np.maximum(self._seen_max, hi)
 
     def check(self) -> int:
-        """Read every sample once (no TensorFlow); raise if none is usable. Returns the count."""
-        n = sum(1 for _ in self)
+        """Read every sample once (no TensorFlow); raise if none is usable. Returns the count.
+
+        Without a Preprocess spec yet (the model is not loaded), only decoding is checked.
+        """
+        if self.preprocess is None and self.kind != "iterable":
+            n = 0
+            for ident, item in self._raw():
+                img = self._load(item) if self.transform is None else item
+                if img is None:
+                    self.skipped[ident] = "unreadable or corrupt image"
+                else:
+                    n += 1
+        else:
+            n = sum(1 for _ in self)
         if n == 0:
             reasons = "; ".join(f"{k}: {v}" for k, v in list(self.skipped.items())[:3])
             raise CalibrationError(f"calibration source {self.describe()} gave no usable samples "

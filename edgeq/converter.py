@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 from . import __version__
 from .calibration import CalibrationDataset
-from .errors import ConversionError, ModelError, UsageError
+from .errors import ConversionError, EdgeqError, ModelError, UsageError
 from .fileio import check_output, write_bytes_atomic
 from .metadata import TASKS, EdgeqMetadata, with_edgeq_metadata
 from .modelinfo import ModelReport, inspect_model
@@ -40,6 +40,7 @@ class ConversionResult:
     preprocess: Preprocess | None
     seconds: float
     warnings: tuple[str, ...]
+    accuracy: dict[str, Any] | None = None   # mixed-precision search log (--max-accuracy-drop)
 
     @property
     def size_bytes(self) -> int:
@@ -61,6 +62,7 @@ class ConversionResult:
             "calibration": self.calibration,
             "preprocess": self.preprocess.to_dict() if self.preprocess else None,
             "seconds": round(self.seconds, 3), "warnings": list(self.warnings),
+            **({"accuracy": self.accuracy} if self.accuracy is not None else {}),
         }
 
 
@@ -233,6 +235,11 @@ def _float_weights_bytes(model: Any, kind: str, saved_dir: str | None) -> int:
 def _explain_failure(exc: Exception, log_lines: list[str], recipe: Recipe) -> ConversionError:
     text = str(exc)
     tail = "\n".join(line for line in log_lines[-15:] if line.strip())
+    select = [line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("TF Select ops:")]
+    if select:
+        return ConversionError(f"the model uses TensorFlow ops that have no TFLite builtin kernel: {select[0]}. "
+                               "edgeq does not enable TF Select (flex) ops, which need the full TensorFlow "
+                               "runtime on the device; replace those layers with TFLite-supported ones")
     unsupported = sorted({w.strip("'\"`,.:") for line in (text.splitlines() + log_lines)
                           for w in line.split() if w.startswith(("'tf.", "'tfl.", "tf.", "tfl."))})
     if recipe.full_integer and not recipe.allow_float_fallback and unsupported:
@@ -251,7 +258,8 @@ def convert(model: Any, calibration: Any = None, output: str | os.PathLike | Non
             preprocess_options: dict[str, Any] | None = None,
             transform: Callable[[Any], Any] | None = None,
             progress: Callable[[int, int], None] | None = None,
-            quiet: bool = True, save_recipe: bool = True) -> ConversionResult:
+            quiet: bool = True, save_recipe: bool = True, range_method: str | None = None,
+            max_accuracy_drop: float | None = None, eval_data: Any = None) -> ConversionResult:
     """Quantize a float model with calibration data and write the .tflite atomically.
 
     model: a .keras/.h5 path, a SavedModel directory, or an in-memory Keras model.
@@ -267,6 +275,10 @@ def convert(model: Any, calibration: Any = None, output: str | os.PathLike | Non
         changes["float_io"] = True
     if allow_float_fallback:
         changes["allow_float_fallback"] = True
+    if range_method is not None:
+        from .accuracy.ranges import check_range_method
+
+        changes["range_method"] = check_range_method(range_method)
     rec = rec.replace(**changes) if changes else rec
     if task not in TASKS:
         raise UsageError(f"unknown task {task!r}; expected one of {', '.join(TASKS)}")
@@ -286,9 +298,11 @@ def convert(model: Any, calibration: Any = None, output: str | os.PathLike | Non
             dataset = calibration
         else:
             dataset = CalibrationDataset(calibration, None, num_samples=num_samples, seed=seed, transform=transform)
+        dataset.check()  # before TensorFlow loads: bad sources fail in milliseconds
     elif calibration is not None:
         warnings.append(f"recipe {rec.name!r} does not use calibration data; ignoring it")
 
+    eval_set = _accuracy_target_data(rec, max_accuracy_drop, eval_data)  # validated before TensorFlow loads
     tf = import_tensorflow()
     opts = dict(preprocess_options or {})
     keras_model = _load_keras(desc) if kind == "keras_file" else (model if kind == "keras_model" else None)
@@ -309,16 +323,18 @@ def convert(model: Any, calibration: Any = None, output: str | os.PathLike | Non
                 dataset.preprocess = pre
             elif preprocess is None:
                 pre = dataset.preprocess
-            dataset.check()
-            if dataset.skipped:
-                warnings.append(f"calibration: skipped {len(dataset.skipped)} unreadable sample(s), e.g. "
-                                f"{next(iter(dataset.skipped))}")
         rep = _with_progress(dataset, progress) if dataset is not None else None
         converter = tf.lite.TFLiteConverter.from_saved_model(saved_dir)
         _configure(tf, converter, rec, rep)
+        accuracy = None
         with quiet_native_stderr(quiet) as native_log:
             try:
-                if rec.float_nodes or rec.float_ops:
+                if eval_set is not None:
+                    from .accuracy.mixed import convert_to_budget
+
+                    tflite, rec, accuracy = convert_to_budget(tf, converter, rec, rep, pre, eval_set,
+                                                              max_accuracy_drop, label_list, warnings)
+                elif rec.float_nodes or rec.float_ops or rec.range_method != "minmax":
                     tflite = _convert_selective(tf, converter, rec, rep)
                 else:
                     tflite = converter.convert()
@@ -326,17 +342,23 @@ def convert(model: Any, calibration: Any = None, output: str | os.PathLike | Non
                 err = exc
             else:
                 err = None
+        if isinstance(err, EdgeqError):  # already explained (bad eval data, recipe for another model, ...)
+            raise err
         if err is not None:
             raise _explain_failure(err, native_log, rec) from err
         float_bytes = _float_weights_bytes(keras_model, kind, saved_dir)
 
+    if dataset is not None and dataset.skipped:
+        warnings.append(f"calibration: skipped {len(dataset.skipped)} unreadable sample(s), e.g. "
+                        f"{next(iter(dataset.skipped))}")
     report = inspect_model(bytes(tflite))
     if rec.full_integer and not report.full_integer:
-        if not rec.allow_float_fallback:
+        if not rec.allow_float_fallback and not (rec.float_nodes or rec.float_ops):
             raise ConversionError(f"the converted model is not full integer: {len(report.float_ops)} op(s) stayed "
                                   f"float ({', '.join(report.float_ops[:10])}); pass --allow-float-fallback to accept "
                                   "that, or change those layers")
-        warnings.append(f"{len(report.float_ops)} op(s) left in float (--allow-float-fallback): "
+        why = "mixed-precision recipe" if rec.float_nodes or rec.float_ops else "--allow-float-fallback"
+        warnings.append(f"{len(report.float_ops)} op(s) left in float ({why}): "
                         f"{', '.join(report.float_ops[:10])}; such a model will not map fully onto the Edge TPU")
     calib = dataset.summary().to_dict() if dataset is not None else {}
     meta = EdgeqMetadata(preprocess=pre, labels=tuple(label_list), task=task, recipe=rec.to_dict(),
@@ -357,7 +379,7 @@ def convert(model: Any, calibration: Any = None, output: str | os.PathLike | Non
         log.warning("%s", w)
     return ConversionResult(output=str(out), recipe=rec, report=report, float_weights_bytes=float_bytes,
                             calibration=calib, preprocess=pre, seconds=time.perf_counter() - t0,
-                            warnings=tuple(warnings))
+                            warnings=tuple(warnings), accuracy=accuracy)
 
 
 def recipe_path_for(model_path: str | os.PathLike) -> pathlib.Path:
@@ -379,13 +401,27 @@ def _with_progress(dataset: CalibrationDataset, progress: Callable[[int, int], N
 
 
 def _convert_selective(tf: Any, converter: Any, rec: Recipe, rep: Callable | None) -> bytes:
-    """Mixed precision: quantize everything except the recipe's float nodes/ops."""
-    opts = tf.lite.experimental.QuantizationDebugOptions(
-        denylisted_nodes=list(rec.float_nodes) or None, denylisted_ops=list(rec.float_ops) or None,
-        fully_quantize=not rec.float_io)
-    debugger = tf.lite.experimental.QuantizationDebugger(converter=converter, debug_dataset=rep,
-                                                         debug_options=opts)
-    return debugger.get_nondebug_quantized_model()
+    """Mixed precision / range methods: calibrate once, adjust ranges, quantize except the float nodes/ops."""
+    from .accuracy.quantize import quantize_with_recipe
+
+    return quantize_with_recipe(tf, converter, rec, rep)
+
+
+def _accuracy_target_data(rec: Recipe, max_drop: float | None, eval_data: Any) -> Any:
+    """Validate --max-accuracy-drop/--eval-data up front (no TensorFlow yet); the opened data or None."""
+    if max_drop is None:
+        if eval_data is not None:
+            raise UsageError("--eval-data is used with --max-accuracy-drop; give both or neither")
+        return None
+    if eval_data is None:
+        raise UsageError("--max-accuracy-drop needs --eval-data SRC (labelled images to measure the drop on)")
+    if max_drop < 0:
+        raise UsageError(f"--max-accuracy-drop must be >= 0 points, got {max_drop}")
+    from .accuracy.data import read_eval_data
+    from .accuracy.quantize import check_recipe
+
+    check_recipe(rec)
+    return read_eval_data(eval_data)
 
 
 def _saved_model_input_shape(tf: Any, path: str) -> tuple[int, ...] | None:

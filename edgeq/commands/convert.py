@@ -1,6 +1,8 @@
 """`edgeq convert`: quantize a float model with calibration data."""
 from __future__ import annotations
 
+import sys
+
 import click
 
 from ..recipes import RECIPES, Recipe
@@ -73,7 +75,7 @@ def command(ctx, model, calib, output, recipe, recipe_file, num_samples, seed, l
         if ctx.quiet:
             return
         if bar is None:
-            bar = click.progressbar(length=total, label="calibrating", file=click.get_text_stream("stderr"))
+            bar = click.progressbar(length=total, label="calibrating", file=sys.stderr)
             bar.__enter__()
         bar.update(1)
 

@@ -1,0 +1,143 @@
+"""`edgeq run`: a model behind a real video source, measured like a camera app sees it."""
+from __future__ import annotations
+
+import sys
+
+import click
+
+from ..errors import EdgeqError, SourceError, UsageError
+from .common import (emit_json, has_preprocess_options, json_option, preprocess_for_model, preprocess_kwargs,
+                     preprocess_options)
+
+
+def _parse_delegate_options(items: tuple[str, ...]) -> dict[str, str]:
+    opts = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--delegate-option {item!r}: expected KEY=VALUE")
+        opts[key] = value
+    return opts
+
+
+def _camera_size(text: str | None) -> tuple[int | None, int | None]:
+    if not text:
+        return None, None
+    from ..preprocess import parse_size
+
+    try:
+        return parse_size(text)
+    except UsageError:
+        raise UsageError(f"--camera-size {text!r}: expected WIDTHxHEIGHT, e.g. 1280x720") from None
+
+
+def _load_model(ctx, model: str, delegate: str, threads: int | None, pre_opts: dict, delegate_options: dict):
+    """Load with the embedded contract, or with the convert-style options for foreign models."""
+    from ..modelinfo import inspect_model
+    from ..runtime import load
+
+    info = inspect_model(model)
+    preprocess = None
+    embedded = info.metadata.preprocess if info.metadata is not None else None
+    if has_preprocess_options(pre_opts):
+        preprocess = preprocess_for_model(pre_opts, info.inputs[0].shape)
+        if embedded is not None:
+            ctx.warn(f"preprocessing options override the model's embedded contract ({embedded.describe()})")
+    elif embedded is None:
+        preprocess = preprocess_for_model(pre_opts, info.inputs[0].shape)
+        ctx.warn(f"{model} has no edgeq metadata; assuming {preprocess.describe()} "
+                 "(pass --input-size/--color/--range/--mean/--std/--resize as used in training)")
+    return load(model, delegate=delegate, num_threads=threads, preprocess=preprocess, **delegate_options)
+
+
+def _status_printer(ctx):
+    tty = sys.stderr.isatty()
+    last = [0.0]
+
+    def show(status) -> None:
+        if ctx.quiet:
+            return
+        if tty:
+            click.echo("\r" + status.line() + "  ", err=True, nl=False)
+        elif status.elapsed_s - last[0] >= 5.0:
+            last[0] = status.elapsed_s
+            click.echo(status.line(), err=True)
+
+    return show, tty
+
+
+@click.command("run")
+@click.argument("model", type=click.Path())
+@click.option("-s", "--source", required=True, metavar="SRC",
+              help="Camera index or /dev/videoN, video file, rtsp:// or http:// URL, image folder/glob, "
+                   "or synthetic://640x480@30.")
+@click.option("--mode", type=click.Choice(["realtime", "every-frame"]),
+              help="realtime: newest frame only, drops counted (default for cameras/streams); "
+                   "every-frame: all frames, as fast as possible (default for files/folders).")
+@click.option("--delegate", default="auto", show_default=True, help="Delegate: auto, cpu, xnnpack, gpu, "
+              "edgetpu or a delegate library path.")
+@click.option("--delegate-option", "delegate_option", multiple=True, metavar="KEY=VALUE",
+              help="Option passed to the delegate (repeatable).")
+@click.option("--threads", type=click.IntRange(min=1), help="CPU threads for the interpreter.")
+@click.option("--max-frames", type=click.IntRange(min=1), help="Stop after N processed frames.")
+@click.option("--duration", type=click.FloatRange(min=0, min_open=True), help="Stop after S seconds.")
+@click.option("-o", "--output", type=click.Path(), help="Write the annotated video here (.mp4 or .avi).")
+@click.option("--jsonl", type=click.Path(), help="Write per-frame results as JSON lines here.")
+@click.option("--show", is_flag=True, help="Preview window (needs a GUI build of OpenCV).")
+@click.option("--postprocess", type=click.Choice(["classify", "ssd", "yolo", "raw"]),
+              help="Output decoding (default: from the model's task and output shapes).")
+@click.option("--camera-size", help="Capture resolution requested from a camera, WIDTHxHEIGHT.")
+@click.option("--fps", "source_fps", type=click.FloatRange(min=0, min_open=True),
+              help="Frame rate requested from a camera, or the pacing rate of an image folder.")
+@click.option("--reconnects", default=5, show_default=True, type=click.IntRange(min=0),
+              help="Reconnect attempts when a network stream drops.")
+@click.option("--force", is_flag=True, help="Overwrite existing --output/--jsonl files.")
+@preprocess_options
+@json_option
+@click.pass_obj
+def command(ctx, model, source, mode, delegate, delegate_option, threads, max_frames, duration, output, jsonl,
+            show, postprocess, camera_size, source_fps, reconnects, force, input_size, color, value_range, mean,
+            std, resize, json_path):
+    """Run MODEL on a video SOURCE and measure real-time FPS, drops and per-stage latency.
+
+    Stops at the end of the input, after --max-frames or --duration, or on Ctrl-C; the report
+    (--json) is written and the video (--output) finalised in every case.
+    """
+    from ..fileio import check_output
+    from ..pipeline import (JsonLinesSink, Pipeline, PreviewSink, RunOptions, SourceOptions, VideoSink,
+                            format_report, open_source, stop_on_signals)
+
+    for path in (output, jsonl):
+        if path:
+            check_output(path, force=force, inputs=(model,))
+    width, height = _camera_size(camera_size)
+    src = open_source(source, SourceOptions(width=width, height=height, fps=source_fps, max_reconnects=reconnects))
+    options = RunOptions(mode=mode, max_frames=max_frames, duration_s=duration, postprocess=postprocess)
+    pre_opts = preprocess_kwargs(input_size, color, value_range, mean, std, resize)
+    show_status, tty = _status_printer(ctx)
+
+    with _load_model(ctx, model, delegate, threads, pre_opts, _parse_delegate_options(delegate_option)) as m:
+        sinks = []
+        if show:
+            sinks.append(PreviewSink())
+        if output:
+            sinks.append(VideoSink(output))
+        if jsonl:
+            sinks.append(JsonLinesSink(jsonl))
+        pipeline = Pipeline(m, src, sinks, options, status=show_status, model_name=str(model), threads=threads)
+        ctx.info(f"running {model} on {src.description} ({pipeline.mode}, delegate "
+                 f"{getattr(m.delegate_report, 'delegate', delegate)}); Ctrl-C stops")
+        try:
+            with stop_on_signals(pipeline):
+                report = pipeline.run()
+        finally:
+            if tty and not ctx.quiet:
+                click.echo("", err=True)
+    click.echo(format_report(report), err=json_path == "-")
+    emit_json(report.to_dict(), json_path)
+    if report.stop_reason == "source_failed":
+        raise SourceError(f"the source failed during the run: {report.failure}"
+                          + (f"; partial report written to {json_path}" if json_path and json_path != "-" else ""))
+    if report.stop_reason == "sink_failed":
+        raise EdgeqError(f"{report.failure}" + (f"; partial report written to {json_path}"
+                                                if json_path and json_path != "-" else ""))

@@ -1,0 +1,14 @@
+"""Edge TPU (Coral) readiness: pre-flight check, shape freezing, edgetpu_compiler integration.
+
+Nothing here imports TensorFlow; the compiler is an external program found on PATH.
+The runtime uses ``is_edgetpu_compiled`` to require the edgetpu delegate for compiled models.
+"""
+from .check import EdgeTpuReport, NotMappedError, OpVerdict, check_model, format_report, is_edgetpu_compiled
+from .compiler import CompileResult, CompilerError, CompilerLog, compile_model, find_compiler, parse_compiler_log
+from .ops import DEFAULT_RUNTIME_VERSION, EDGETPU_CUSTOM_OP, ON_CHIP_CACHE_BYTES, SUPPORTED_OPS, OpRule
+from .shapes import FreezeResult, freeze_shapes, freeze_shapes_bytes
+
+__all__ = ["EdgeTpuReport", "NotMappedError", "OpVerdict", "check_model", "format_report", "is_edgetpu_compiled",
+           "CompileResult", "CompilerError", "CompilerLog", "compile_model", "find_compiler", "parse_compiler_log",
+           "DEFAULT_RUNTIME_VERSION", "EDGETPU_CUSTOM_OP", "ON_CHIP_CACHE_BYTES", "SUPPORTED_OPS", "OpRule",
+           "FreezeResult", "freeze_shapes", "freeze_shapes_bytes"]

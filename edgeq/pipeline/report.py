@@ -1,0 +1,123 @@
+"""Per-frame results and the per-run report (what `edgeq run --json` writes)."""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import numpy as np
+
+from .stats import STAGES, Distribution
+
+STOP_REASONS = ("end_of_input", "max_frames", "duration", "interrupted", "source_failed", "sink_failed", "quit")
+
+
+@dataclasses.dataclass(frozen=True)
+class FrameResult:
+    """One processed frame on its way to the sinks."""
+
+    seq: int
+    capture_time: float  # monotonic seconds
+    result_time: float  # monotonic seconds, after postprocess
+    stages_ms: dict[str, float]
+    result: Any
+    image: np.ndarray
+    fps: float  # processed FPS over the recent window, for overlays
+
+    @property
+    def age_ms(self) -> float:
+        return (self.result_time - self.capture_time) * 1e3
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"seq": self.seq, "capture_time": self.capture_time, "result_time": self.result_time,
+                "age_ms": self.age_ms, "stages_ms": self.stages_ms,
+                "result": self.result.to_dict() if hasattr(self.result, "to_dict") else self.result}
+
+
+@dataclasses.dataclass(frozen=True)
+class LiveStatus:
+    """A snapshot for the live status line."""
+
+    elapsed_s: float
+    captured: int
+    processed: int
+    dropped: int
+    fps: float
+    inference_ms: float
+
+    def line(self) -> str:
+        return (f"{self.elapsed_s:6.1f} s  processed {self.processed}  captured {self.captured}  dropped "
+                f"{self.dropped}  {self.fps:5.1f} FPS  inference {self.inference_ms:.1f} ms")
+
+
+@dataclasses.dataclass(frozen=True)
+class RunReport:
+    """Everything measured in one run. FPS values come from timestamps: (N - 1) / span."""
+
+    mode: str
+    source: dict[str, Any]
+    model: str
+    delegate: str
+    delegate_report: dict[str, Any]
+    threads: int | None
+    source_fps: float  # measured from capture timestamps of the unique frames received
+    source_fps_nominal: float | None
+    frames_captured: int
+    frames_processed: int
+    frames_dropped: int
+    frames_duplicate: int
+    frames_corrupt: int
+    frames_unprocessed: int  # captured, still queued when the run stopped
+    reconnects: int
+    fps: float  # processed frames per second, from result timestamps
+    duration_s: float
+    stages: dict[str, Distribution]
+    latency_ms: Distribution  # frame age: capture timestamp -> result
+    cpu: dict[str, Any]
+    stop_reason: str
+    failure: str | None = None
+    postprocess: str = ""
+    outputs: dict[str, str] = dataclasses.field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        d["stages"] = {name: _ms(dist) for name, dist in self.stages.items()}
+        d["latency_ms"] = _ms(self.latency_ms)
+        return d
+
+
+def _ms(dist: Distribution) -> dict[str, Any]:
+    return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in dist.to_dict().items()}
+
+
+def _f(v: float | None, fmt: str = ".1f") -> str:
+    return "-" if v is None or v != v else format(v, fmt)
+
+
+def format_report(r: RunReport) -> str:
+    """The human summary table printed at the end of `edgeq run`."""
+    nominal = f" (declared {_f(r.source_fps_nominal)})" if r.source_fps_nominal else ""
+    lines = [
+        f"source: {r.source.get('description')}  mode: {r.mode}  delegate: {r.delegate}"
+        + (f"  threads: {r.threads}" if r.threads else ""),
+        f"stopped: {r.stop_reason}" + (f" ({r.failure})" if r.failure else "") + f" after {r.duration_s:.1f} s",
+        f"frames: captured {r.frames_captured}, processed {r.frames_processed}, dropped {r.frames_dropped}, "
+        f"duplicates {r.frames_duplicate}, corrupt {r.frames_corrupt}, unprocessed at stop {r.frames_unprocessed}"
+        + (f", reconnects {r.reconnects}" if r.reconnects else ""),
+        f"FPS: processed {_f(r.fps)}, source {_f(r.source_fps)}{nominal}",
+        f"CPU: {_f(r.cpu.get('process_percent'), '.0f')} % of one core "
+        f"({_f(r.cpu.get('machine_percent'), '.0f')} % of {r.cpu.get('cores')} cores)",
+        "",
+        f"{'stage':<12}{'mean':>9}{'p50':>9}{'p95':>9}{'p99':>9}  ms",
+    ]
+    for name in STAGES:
+        d = r.stages.get(name)
+        if d is not None:
+            lines.append(f"{name:<12}{_f(d.mean, '.2f'):>9}{_f(d.p50, '.2f'):>9}{_f(d.p95, '.2f'):>9}"
+                         f"{_f(d.p99, '.2f'):>9}")
+    a = r.latency_ms
+    lines.append(f"{'frame age':<12}{_f(a.mean, '.2f'):>9}{_f(a.p50, '.2f'):>9}{_f(a.p95, '.2f'):>9}"
+                 f"{_f(a.p99, '.2f'):>9}   (capture -> result)")
+    for kind, path in r.outputs.items():
+        lines.append(f"{kind}: {path}")
+    return "\n".join(lines)

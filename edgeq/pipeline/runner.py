@@ -1,0 +1,397 @@
+"""The pipeline: capture -> preprocess -> inference -> postprocess -> sinks, measured.
+
+Threads and bounded hand-offs (nothing buffers without bound):
+
+* realtime: a capture thread keeps only the newest frame in a one-frame slot; a frame replaced
+  before inference took it is counted as dropped. Files are paced at their native FPS so they
+  behave like the camera that recorded them.
+* every-frame: capture -> queue -> preprocess thread -> queue -> inference (caller's thread);
+  decoding and preprocessing of the next frames overlap inference of the current one.
+* both: results go through a small queue to a sink thread; a slow sink back-pressures the
+  pipeline (visible as drops in realtime) instead of growing a buffer.
+
+Stops on end of input, ``max_frames``, ``duration_s``, ``stop()`` (signals), a failing source or
+sink; in every case the source is closed, sinks are finalised and a ``RunReport`` returned.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import queue
+import signal
+import threading
+import time
+from typing import Any, Callable, Iterator, Sequence
+
+from ..errors import SourceError, UsageError
+from .postprocess import FrameContext, get_postprocess, infer_postprocess
+from .report import FrameResult, LiveStatus, RunReport
+from .sinks import Sink
+from .sources import Frame, Source
+from .stats import STAGES, CpuMeter, LatencyRecorder, RateMeter
+
+log = logging.getLogger(__name__)
+
+MODES = ("realtime", "every-frame")
+_END = object()  # end-of-stream marker in queues
+_POLL_S = 0.05  # how often blocked threads re-check the stop flag
+
+
+@dataclasses.dataclass(frozen=True)
+class RunOptions:
+    """How long to run and how; ``mode=None`` picks realtime for live sources, else every-frame."""
+
+    mode: str | None = None
+    max_frames: int | None = None
+    duration_s: float | None = None
+    queue_size: int = 2
+    sink_queue_size: int = 4
+    status_interval_s: float = 0.5
+    input_color: str = "BGR"
+    postprocess: str | None = None  # a POSTPROCESSORS name; None = infer from the model
+
+    def __post_init__(self) -> None:
+        if self.mode is not None and self.mode not in MODES:
+            raise UsageError(f"unknown --mode {self.mode!r}; expected one of {', '.join(MODES)}")
+        if self.max_frames is not None and self.max_frames <= 0:
+            raise UsageError(f"--max-frames must be positive, got {self.max_frames}")
+        if self.duration_s is not None and self.duration_s <= 0:
+            raise UsageError(f"--duration must be positive, got {self.duration_s}")
+        if self.queue_size < 1 or self.sink_queue_size < 1:
+            raise UsageError("queue sizes must be at least 1")
+
+
+class LatestFrameSlot:
+    """Holds only the newest frame. Replacing a frame nobody took counts one drop."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._frame: Frame | None = None
+        self._closed = False
+        self.dropped = 0
+
+    def put(self, frame: Frame) -> None:
+        with self._cond:
+            if self._frame is not None:
+                self.dropped += 1
+            self._frame = frame
+            self._cond.notify()
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    def take(self, timeout: float) -> Any:
+        """The newest frame (removed from the slot), _END once closed and empty, None on timeout."""
+        with self._cond:
+            if self._frame is None and not self._closed:
+                self._cond.wait(timeout)
+            frame, self._frame = self._frame, None
+            if frame is not None:
+                return frame
+            return _END if self._closed else None
+
+    @property
+    def pending(self) -> int:
+        return int(self._frame is not None)
+
+
+class Pipeline:
+    """Runs a loaded model (edgeq.runtime EdgeModel or anything with the same methods) on a source."""
+
+    def __init__(self, model: Any, source: Source, sinks: Sequence[Sink] = (), options: RunOptions = RunOptions(),
+                 status: Callable[[LiveStatus], None] | None = None, model_name: str = "",
+                 threads: int | None = None) -> None:
+        self.model = model
+        self.source = source
+        self.sinks = list(sinks)
+        self.options = options
+        self.status = status
+        self.model_name = model_name
+        self.threads = threads
+        self.mode = options.mode or ("realtime" if source.live else "every-frame")
+        shapes = [tuple(o.shape) for o in model.outputs]
+        task = getattr(getattr(model, "metadata", None), "task", None)
+        self.postprocess_name = options.postprocess or infer_postprocess(shapes, task)
+        self._adapter = get_postprocess(self.postprocess_name)
+        pre = model.preprocess
+        self._input_size = (pre.width, pre.height) if pre is not None else (0, 0)
+        self._labels = tuple(getattr(model, "labels", ()) or ())
+        self._stop = threading.Event()
+        self._stop_reason: str | None = None
+        self._failure: str | None = None
+        self._errors: list[BaseException] = []
+        self._stages = {name: LatencyRecorder() for name in STAGES}
+        self._age = LatencyRecorder()
+        self._captured = RateMeter()
+        self._processed = RateMeter()
+        self._duplicates = 0
+        self._slot = LatestFrameSlot()
+        self._capture_q: queue.Queue = queue.Queue(options.queue_size)
+        self._prep_q: queue.Queue = queue.Queue(options.queue_size)
+        self._sink_q: queue.Queue = queue.Queue(options.sink_queue_size)
+
+    # ---- control ---------------------------------------------------------------------------
+    def stop(self, reason: str = "interrupted") -> None:
+        """Ask the run to end (thread- and signal-safe); the first reason given wins."""
+        if self._stop_reason is None:
+            self._stop_reason = reason
+        self._stop.set()
+
+    @property
+    def stop_event(self) -> threading.Event:
+        return self._stop
+
+    # ---- bounded hand-offs -------------------------------------------------------------------
+    def _put(self, q: queue.Queue, item: Any) -> bool:
+        """Blocking put that gives up when the run stops (so no thread hangs on a full queue)."""
+        while True:
+            try:
+                q.put(item, timeout=_POLL_S)
+                return True
+            except queue.Full:
+                if self._stop.is_set():
+                    return False
+
+    def _put_end(self, q: queue.Queue) -> None:
+        """Deliver the end marker even to a full queue of a stopped run (drop the oldest item)."""
+        while True:
+            try:
+                q.put_nowait(_END)
+                return
+            except queue.Full:
+                if not self._stop.is_set():
+                    time.sleep(_POLL_S)
+                    continue
+                with contextlib.suppress(queue.Empty):
+                    q.get_nowait()
+
+    # ---- threads --------------------------------------------------------------------------
+    def _capture_loop(self) -> None:
+        src = self.source
+        fps = src.nominal_fps
+        pace = self.mode == "realtime" and not src.live and fps
+        t0 = time.monotonic()
+        last_seq: int | None = None
+        index = 0
+        try:
+            while not self._stop.is_set():
+                frame = src.read()
+                if frame is None:
+                    break
+                if last_seq is not None and frame.seq <= last_seq:
+                    self._duplicates += 1  # a stale frame again: never a new frame
+                    continue
+                last_seq = frame.seq
+                if pace:
+                    due = t0 + index / fps
+                    wait = due - time.monotonic()
+                    if wait > 0 and self._stop.wait(wait):
+                        break
+                    frame = dataclasses.replace(frame, timestamp=max(due, time.monotonic()))
+                index += 1
+                self._stages["capture"].add(frame.capture_ms)
+                self._captured.tick(frame.timestamp)
+                if self.mode == "realtime":
+                    self._slot.put(frame)
+                elif not self._put(self._capture_q, frame):
+                    break
+        except SourceError as exc:
+            self._failure = str(exc)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+            self._errors.append(exc)
+        finally:
+            if src.failure and not self._failure:
+                self._failure = src.failure
+            if self._failure:
+                self.stop("source_failed")
+            self._slot.close()
+            if self.mode != "realtime":
+                self._put_end(self._capture_q)
+
+    def _prepare(self, frame: Frame) -> tuple[Any, Any, float]:
+        t0 = time.perf_counter()
+        tensor, transform = self.model.prepare_with_transform(frame.image, self.options.input_color)
+        return tensor, transform, (time.perf_counter() - t0) * 1e3
+
+    def _preprocess_loop(self) -> None:
+        try:
+            while True:
+                try:
+                    frame = self._capture_q.get(timeout=_POLL_S)
+                except queue.Empty:
+                    if self._stop.is_set():
+                        break
+                    continue
+                if frame is _END:
+                    break
+                if not self._put(self._prep_q, (frame, *self._prepare(frame))):
+                    break
+        except BaseException as exc:  # noqa: BLE001
+            self._errors.append(exc)
+            self.stop("error")
+        finally:
+            self._put_end(self._prep_q)
+
+    def _sink_loop(self) -> None:
+        try:
+            while True:
+                item = self._sink_q.get()
+                if item is _END:
+                    break
+                t0 = time.perf_counter()
+                for sink in self.sinks:
+                    sink.write(item)
+                    if getattr(sink, "quit_requested", False):
+                        self.stop("quit")
+                self._stages["sink"].add((time.perf_counter() - t0) * 1e3)
+        except Exception as exc:  # noqa: BLE001 - a failing sink ends the run with a partial report
+            self._failure = f"sink failed: {exc}"
+            self.stop("sink_failed")
+            log.error("%s", self._failure)
+            while self._sink_q.get() is not _END:  # keep draining so the producer never blocks
+                pass
+
+    def _next_item(self) -> Any:
+        """(frame, tensor, transform, preprocess ms), _END, or None on timeout."""
+        if self.mode == "realtime":
+            frame = self._slot.take(_POLL_S)
+            return frame if frame is None or frame is _END else (frame, *self._prepare(frame))
+        try:
+            return self._prep_q.get(timeout=_POLL_S)
+        except queue.Empty:
+            return None
+
+    # ---- main ------------------------------------------------------------------------------
+    def run(self) -> RunReport:
+        """Run until a stop condition; always closes the source and finalises the sinks."""
+        threads: list[threading.Thread] = []
+        cpu = CpuMeter()
+        start = time.monotonic()
+        try:
+            with self.source:
+                for sink in self.sinks:
+                    if hasattr(sink, "start"):
+                        sink.start(self.source, self.mode)
+                threads.append(threading.Thread(target=self._capture_loop, name="edgeq-capture", daemon=True))
+                if self.mode == "every-frame":
+                    threads.append(threading.Thread(target=self._preprocess_loop, name="edgeq-preprocess",
+                                                    daemon=True))
+                sink_thread = threading.Thread(target=self._sink_loop, name="edgeq-sink", daemon=True)
+                threads.append(sink_thread)
+                for t in threads:
+                    t.start()
+                try:
+                    self._inference_loop(start)
+                except KeyboardInterrupt:
+                    self.stop("interrupted")
+                finally:
+                    self._stop.set()
+                    self._put_end(self._sink_q)
+                    for t in threads:
+                        t.join()
+        finally:
+            for sink in self.sinks:
+                sink.close()
+        if self._errors:
+            raise self._errors[0]
+        return self._report(time.monotonic() - start, cpu.summary())
+
+    def _inference_loop(self, start: float) -> None:
+        opts = self.options
+        next_status = start + opts.status_interval_s
+        model = self.model
+        while True:
+            if self._stop.is_set():
+                return
+            now = time.monotonic()
+            if opts.duration_s is not None and now - start >= opts.duration_s:
+                self.stop("duration")
+                return
+            item = self._next_item()
+            if item is None:
+                continue
+            if item is _END:
+                self.stop("source_failed" if self._failure else "end_of_input")
+                return
+            frame, tensor, transform, pre_ms = item
+            t0 = time.perf_counter()
+            raw = model.run([tensor])
+            t1 = time.perf_counter()
+            outputs = model.dequantize(raw)
+            h, w = frame.image.shape[:2]
+            result = self._adapter(outputs, FrameContext(transform, (w, h), self._input_size, self._labels))
+            t2 = time.perf_counter()
+            result_time = time.monotonic()
+            self._processed.tick(result_time)
+            self._age.add((result_time - frame.timestamp) * 1e3)
+            stage_ms = {"capture": frame.capture_ms, "preprocess": pre_ms, "inference": (t1 - t0) * 1e3,
+                        "postprocess": (t2 - t1) * 1e3}
+            for name in ("preprocess", "inference", "postprocess"):
+                self._stages[name].add(stage_ms[name])
+            if self.sinks:
+                self._put(self._sink_q, FrameResult(frame.seq, frame.timestamp, result_time, stage_ms, result,
+                                                    frame.image, self._processed.recent_fps))
+            if self.status is not None and result_time >= next_status:
+                next_status = result_time + opts.status_interval_s
+                self.status(self.live_status(result_time - start))
+            if opts.max_frames is not None and self._processed.count >= opts.max_frames:
+                self.stop("max_frames")
+                return
+
+    # ---- reporting --------------------------------------------------------------------------
+    def _dropped(self) -> int:
+        return self._slot.dropped + self.source.skipped_frames
+
+    def live_status(self, elapsed: float) -> LiveStatus:
+        return LiveStatus(elapsed, self._captured.count, self._processed.count, self._dropped(),
+                          self._processed.recent_fps, self._stages["inference"].summary().mean)
+
+    def _report(self, duration: float, cpu: dict[str, Any]) -> RunReport:
+        rep = getattr(self.model, "delegate_report", None)
+        rep_dict = rep.to_dict() if hasattr(rep, "to_dict") else {}
+        captured, processed = self._captured.count, self._processed.count
+        return RunReport(
+            mode=self.mode, source=self.source.info(), model=self.model_name,
+            delegate=str(getattr(rep, "delegate", "") or "unknown"), delegate_report=rep_dict,
+            threads=self.threads, source_fps=self._captured.fps, source_fps_nominal=self.source.nominal_fps,
+            frames_captured=captured, frames_processed=processed, frames_dropped=self._dropped(),
+            frames_duplicate=self._duplicates, frames_corrupt=self.source.corrupt_frames,
+            frames_unprocessed=max(0, captured - processed - self._slot.dropped),
+            reconnects=self.source.reconnects, fps=self._processed.fps, duration_s=duration,
+            stages={name: rec.summary() for name, rec in self._stages.items()}, latency_ms=self._age.summary(),
+            cpu=cpu, stop_reason=self._stop_reason or "end_of_input", failure=self._failure,
+            postprocess=self.postprocess_name,
+            outputs={s.name: str(s.path) for s in self.sinks if getattr(s, "path", None) is not None})
+
+
+@contextlib.contextmanager
+def stop_on_signals(pipeline: Pipeline) -> Iterator[None]:
+    """SIGINT/SIGTERM stop the pipeline gracefully (report written, video finalised).
+
+    A second Ctrl-C falls back to the default handler. Only installable from the main thread.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {}
+
+    def handler(signum: int, _frame: Any) -> None:
+        pipeline.stop("interrupted")
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        previous[sig] = signal.signal(sig, handler)
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def run_pipeline(model: Any, source: Source, sinks: Sequence[Sink] = (), options: RunOptions = RunOptions(),
+                 **kwargs: Any) -> RunReport:
+    """Convenience: build a Pipeline and run it."""
+    return Pipeline(model, source, sinks, options, **kwargs).run()

@@ -1,0 +1,223 @@
+"""Sinks: where per-frame results go (annotated video, preview window, JSON lines, nothing).
+
+Files are written under a temporary name beside the target and renamed on close, so a run that
+is stopped (Ctrl-C, --duration, a dying source) still leaves a complete, playable file and an
+interrupted write never leaves a half file under the real name.
+"""
+from __future__ import annotations
+
+import abc
+import json
+import os
+import pathlib
+import tempfile
+from typing import Any
+
+import numpy as np
+
+from ..errors import EdgeqError, UsageError
+from ..fileio import to_jsonable
+from .postprocess import Classification, Detections
+from .report import FrameResult
+
+# Container (by extension) -> FourCC that OpenCV's FFmpeg backend writes here (H.264 does not).
+VIDEO_CODECS = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "MJPG"}
+
+
+class SinkError(EdgeqError):
+    """A sink cannot be created or written (unsupported container, no GUI, disk full)."""
+
+
+class Sink(abc.ABC):
+    name = "sink"
+
+    def start(self, source: Any, mode: str) -> None:
+        """Called once the source is open (its FPS and size are known), before the first frame."""
+
+    @abc.abstractmethod
+    def write(self, item: FrameResult) -> None: ...
+
+    def close(self) -> None:
+        """Finalise output; must be safe to call more than once."""
+
+    def __enter__(self) -> "Sink":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+class NullSink(Sink):
+    name = "none"
+
+    def write(self, item: FrameResult) -> None:
+        pass
+
+
+def _temp_beside(path: pathlib.Path, suffix: str) -> pathlib.Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    os.close(fd)
+    return pathlib.Path(tmp)
+
+
+# --------------------------------------------------------------------------------------------
+# Annotation
+# --------------------------------------------------------------------------------------------
+def annotate(image: np.ndarray, result: Any, fps: float | None = None) -> np.ndarray:
+    """A copy of the frame with boxes/labels (or the top class) and an FPS overlay."""
+    import cv2
+
+    out = image.copy() if image.ndim == 3 else cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    if isinstance(result, Detections):
+        for (x0, y0, x1, y1), score, label in zip(result.boxes, result.scores, result.labels):
+            p0, p1 = (int(x0), int(y0)), (int(x1), int(y1))
+            cv2.rectangle(out, p0, p1, (0, 255, 0), 2)
+            cv2.putText(out, f"{label} {score:.2f}", (p0[0], max(12, p0[1] - 4)), cv2.FONT_HERSHEY_SIMPLEX, 0.5,
+                        (0, 255, 0), 1, cv2.LINE_AA)
+    lines = []
+    if isinstance(result, Classification) and result.class_ids:
+        lines.append(result.caption())
+    if fps is not None and fps == fps:
+        lines.append(f"{fps:.1f} FPS")
+    for i, text in enumerate(lines):
+        cv2.putText(out, text, (8, 22 + 22 * i), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 3, cv2.LINE_AA)
+        cv2.putText(out, text, (8, 22 + 22 * i), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 1, cv2.LINE_AA)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Video
+# --------------------------------------------------------------------------------------------
+class VideoSink(Sink):
+    """Annotated frames to a video file; opened on the first frame (size known), renamed on close."""
+
+    name = "video"
+
+    def __init__(self, path: str | os.PathLike, fps: float | None = None, annotate_frames: bool = True) -> None:
+        self.path = pathlib.Path(path)
+        ext = self.path.suffix.lower()
+        if ext not in VIDEO_CODECS:
+            raise SinkError(f"--output {self.path}: unsupported video container {ext or '(none)'!r}; "
+                            f"expected one of {', '.join(VIDEO_CODECS)} (H.264 writing is not available "
+                            "in OpenCV's pip wheels)")
+        self.fourcc = VIDEO_CODECS[ext]
+        self.fps = float(fps) if fps and fps > 0 else None
+        self.annotate_frames = annotate_frames
+        self.frames_written = 0
+        self._writer = None
+        self._tmp: pathlib.Path | None = None
+        self._size: tuple[int, int] | None = None
+        self._closed = False
+
+    def start(self, source: Any, mode: str) -> None:
+        """Play back at the source's rate (30 FPS when the source declares none)."""
+        if self.fps is None:
+            self.fps = float(source.nominal_fps or 30.0)
+
+    def _open(self, width: int, height: int) -> None:
+        import cv2
+
+        self.fps = self.fps or 30.0
+        self._tmp = _temp_beside(self.path, f".partial{self.path.suffix}")
+        writer = cv2.VideoWriter(str(self._tmp), cv2.VideoWriter_fourcc(*self.fourcc), self.fps, (width, height))
+        if not writer.isOpened():
+            self._tmp.unlink(missing_ok=True)
+            raise SinkError(f"cannot write video {self.path}: OpenCV could not open a {self.fourcc} writer "
+                            f"for {width}x{height} at {self.fps:g} FPS")
+        self._writer, self._size = writer, (width, height)
+
+    def write(self, item: FrameResult) -> None:
+        if self._closed:
+            return
+        image = annotate(item.image, item.result, item.fps) if self.annotate_frames else item.image
+        h, w = image.shape[:2]
+        if self._writer is None:
+            self._open(w, h)
+        if (w, h) != self._size:
+            import cv2
+
+            image = cv2.resize(image, self._size)
+        self._writer.write(image)
+        self.frames_written += 1
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._writer is not None:
+            self._writer.release()
+            os.replace(self._tmp, self.path)
+
+
+# --------------------------------------------------------------------------------------------
+# JSON lines
+# --------------------------------------------------------------------------------------------
+class JsonLinesSink(Sink):
+    """One JSON object per processed frame: seq, timestamps, stage times, result."""
+
+    name = "jsonl"
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = pathlib.Path(path)
+        self._tmp: pathlib.Path | None = None
+        self._fh = None
+        self._closed = False
+
+    def start(self, source: Any, mode: str) -> None:
+        self._tmp = _temp_beside(self.path, ".partial")
+        self._fh = open(self._tmp, "w", encoding="utf-8")
+
+    def write(self, item: FrameResult) -> None:
+        if not self._closed and self._fh is not None:
+            self._fh.write(json.dumps(to_jsonable(item.to_dict())) + "\n")
+
+    def close(self) -> None:
+        if self._closed or self._fh is None:
+            return
+        self._closed = True
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+        self._fh.close()
+        os.replace(self._tmp, self.path)
+
+
+# --------------------------------------------------------------------------------------------
+# Preview window
+# --------------------------------------------------------------------------------------------
+def gui_available() -> bool:
+    """True if this OpenCV build has a GUI backend (opencv-python, not -headless)."""
+    import cv2
+
+    for line in cv2.getBuildInformation().splitlines():
+        if line.strip().startswith("GUI:"):
+            return line.split(":", 1)[1].strip().upper() not in ("NONE", "")
+    return False
+
+
+class PreviewSink(Sink):
+    """A live window with the annotated frames; pressing q or Esc asks the run to stop."""
+
+    name = "preview"
+
+    def __init__(self, title: str = "edgeq run") -> None:
+        if not gui_available():
+            raise UsageError("--show needs an OpenCV build with a GUI; this one is headless "
+                             "(opencv-python-headless). Install opencv-python to preview, or use --output FILE.mp4")
+        self.title = title
+        self.quit_requested = False
+        self._closed = False
+
+    def write(self, item: FrameResult) -> None:
+        import cv2
+
+        cv2.imshow(self.title, annotate(item.image, item.result, item.fps))
+        if cv2.waitKey(1) & 0xFF in (ord("q"), 27):
+            self.quit_requested = True
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            import cv2
+
+            cv2.destroyWindow(self.title)

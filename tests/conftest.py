@@ -1,0 +1,59 @@
+"""Shared fixtures. One session-scoped conversion of the bundled model is reused by many tests."""
+from __future__ import annotations
+
+import importlib.util
+import os
+import pathlib
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+BUNDLED_KERAS = ROOT / "models" / "fashion_mnist_dsconv.keras"
+BUNDLED_LABELS = ROOT / "models" / "fashion_mnist.labels.txt"
+CALIBRATION_DIR = ROOT / "calibration_data"
+TEST_DATA = ROOT / "tests" / "data"
+VTEST = pathlib.Path(os.environ.get("EDGEQ_VTEST", ROOT / ".data" / "vtest.avi"))
+
+HAVE_TF = importlib.util.find_spec("tensorflow") is not None
+
+requires_tf = pytest.mark.skipif(not HAVE_TF, reason="needs TensorFlow (pip install 'edgeq[convert]'); "
+                                 "this is a runtime-only environment")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if "convert" in item.keywords and not HAVE_TF:
+            item.add_marker(requires_tf)
+
+
+@pytest.fixture(scope="session")
+def fashion_test():
+    """The 10,000 real Fashion-MNIST test images and labels (Debian's dataset-fashion-mnist)."""
+    from edgeq.datasets import fashion_mnist_available, load_fashion_mnist
+
+    if not fashion_mnist_available():
+        pytest.skip("Fashion-MNIST not installed: apt-get install dataset-fashion-mnist (.ci/run does)")
+    return load_fashion_mnist("t10k")
+
+
+@pytest.fixture(scope="session")
+def vtest_path():
+    if not VTEST.is_file():
+        pytest.skip(f"{VTEST} missing: .ci/run extracts vtest.avi from Debian's opencv-doc")
+    return VTEST
+
+
+@pytest.fixture(scope="session")
+def converted(tmp_path_factory):
+    """The bundled model converted once with the default int8 recipe (needs TensorFlow)."""
+    if not HAVE_TF:
+        pytest.skip("needs TensorFlow (pip install 'edgeq[convert]')")
+    import edgeq
+
+    out = tmp_path_factory.mktemp("convert") / "fashion_mnist_int8.tflite"
+    return edgeq.convert(str(BUNDLED_KERAS), str(CALIBRATION_DIR), str(out), labels=str(BUNDLED_LABELS))
+
+
+@pytest.fixture(scope="session")
+def int8_model_path(converted):
+    return pathlib.Path(converted.output)
