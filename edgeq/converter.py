@@ -41,6 +41,7 @@ class ConversionResult:
     seconds: float
     warnings: tuple[str, ...]
     accuracy: dict[str, Any] | None = None   # mixed-precision search log (--max-accuracy-drop)
+    edgetpu: Any = None                      # EdgeTpuReport of the result (--target edgetpu)
 
     @property
     def size_bytes(self) -> int:
@@ -63,14 +64,17 @@ class ConversionResult:
             "preprocess": self.preprocess.to_dict() if self.preprocess else None,
             "seconds": round(self.seconds, 3), "warnings": list(self.warnings),
             **({"accuracy": self.accuracy} if self.accuracy is not None else {}),
+            **({"edgetpu": self.edgetpu.to_dict()} if self.edgetpu is not None else {}),
         }
 
 
 def import_tensorflow() -> Any:
     """Import TensorFlow quietly, or explain how to get it."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    quiet = os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3") != "0"
     try:
-        import tensorflow as tf
+        with quiet_native_stderr(quiet):  # absl/oneDNN banners go straight to fd 2 at import
+            import tensorflow as tf
     except ImportError as exc:
         raise ConversionError("conversion needs TensorFlow >= 2.21: pip install 'edgeq[convert]' "
                               "(the runtime alone does not include it)") from exc
@@ -259,7 +263,8 @@ def convert(model: Any, calibration: Any = None, output: str | os.PathLike | Non
             transform: Callable[[Any], Any] | None = None,
             progress: Callable[[int, int], None] | None = None,
             quiet: bool = True, save_recipe: bool = True, range_method: str | None = None,
-            max_accuracy_drop: float | None = None, eval_data: Any = None) -> ConversionResult:
+            max_accuracy_drop: float | None = None, eval_data: Any = None,
+            target: str | None = None) -> ConversionResult:
     """Quantize a float model with calibration data and write the .tflite atomically.
 
     model: a .keras/.h5 path, a SavedModel directory, or an in-memory Keras model.
@@ -268,6 +273,10 @@ def convert(model: Any, calibration: Any = None, output: str | os.PathLike | Non
     t0 = time.perf_counter()
     warnings: list[str] = []
     rec = recipe if isinstance(recipe, Recipe) else get_recipe(recipe)
+    if target is not None:  # "edgetpu": 8-bit full integer, uint8 I/O for the default recipe, then checked
+        from .edgetpu.target import recipe_for_target
+
+        rec = recipe_for_target(rec, target, recipe, warnings)
     changes: dict[str, Any] = {}
     if per_tensor:
         changes["per_channel"] = False
@@ -370,16 +379,25 @@ def convert(model: Any, calibration: Any = None, output: str | os.PathLike | Non
         if n_out and n_out != len(label_list):
             raise UsageError(f"--labels gives {len(label_list)} labels but the model's output "
                              f"{report.outputs[0].name!r} has {n_out} classes")
+    if target is not None:  # batch 1 and static shapes, verified on a calibration sample
+        from .edgetpu.target import prepare_for_target
+
+        tflite = prepare_for_target(bytes(tflite), target, dataset, pre, warnings)
     final = with_edgeq_metadata(bytes(tflite), meta)
     write_bytes_atomic(out, final)
     if save_recipe:
         rec.save(recipe_path_for(out))
     report = inspect_model(out)
+    edgetpu = None
+    if target is not None:
+        from .edgetpu.target import check_for_target
+
+        edgetpu = check_for_target(out, target, warnings)
     for w in warnings:
         log.warning("%s", w)
     return ConversionResult(output=str(out), recipe=rec, report=report, float_weights_bytes=float_bytes,
                             calibration=calib, preprocess=pre, seconds=time.perf_counter() - t0,
-                            warnings=tuple(warnings), accuracy=accuracy)
+                            warnings=tuple(warnings), accuracy=accuracy, edgetpu=edgetpu)
 
 
 def recipe_path_for(model_path: str | os.PathLike) -> pathlib.Path:

@@ -11,6 +11,7 @@ import ctypes.util
 import pathlib
 import shutil
 import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -177,3 +178,37 @@ def test_delegated_node_counting_recovers_partitions():
         {"index": 4, "op_name": "DELEGATE", "inputs": [3, 2, 0], "outputs": [5]},
     ]
     assert dl.delegated_node_counts(ops, 3) == [1, 2]
+
+
+def test_gpu_with_library_path_loads_a_classic_gpu_delegate(delegate_lib, stats):
+    """delegate='gpu', library=PATH: a classic TFLite GPU delegate .so through the plugin ABI."""
+    x = np.ones((1, 8), np.float32)
+    with load(ADD, delegate="gpu", library=str(delegate_lib), label="gpu-lib") as m:
+        r = m.delegate_report
+        assert r.delegate == "gpu" and r.delegated_nodes == 2
+        np.testing.assert_allclose(m.run(x)[0], expected(x), rtol=1e-6)
+    assert stats.options == "label=gpu-lib"  # library= itself is not passed on
+
+
+TF_BACKEND_SCRIPT = """
+import sys, numpy as np
+from edgeq.runtime import load
+with load(sys.argv[1], delegate=sys.argv[2], backend="tensorflow") as m:
+    y = m.run(np.ones((1, 8), np.float32))[0]
+    print("@@", m.delegate_report.backend, m.delegate_report.delegated_nodes, " ".join(f"{v:.6f}" for v in y[0]))
+"""
+
+
+@pytest.mark.convert
+def test_tensorflow_backend_runs_the_external_delegate(delegate_lib):
+    """The last-resort backend (tensorflow.lite) loads the same plugin and counts the same nodes.
+
+    In a child process: once TensorFlow is loaded, LiteRT's WebGPU accelerator crashes (SIGSEGV)
+    in that process, which would take the GPU tests down with it.
+    """
+    out = subprocess.run([sys.executable, "-c", TF_BACKEND_SCRIPT, str(ADD), str(delegate_lib)],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    line = [x for x in out.stdout.splitlines() if x.startswith("@@ ")][-1].split()
+    assert line[1] == "tensorflow" and line[2] == "2"
+    np.testing.assert_allclose([float(v) for v in line[3:]], expected(np.ones((1, 8), np.float32))[0], rtol=1e-5)

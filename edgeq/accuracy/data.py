@@ -95,8 +95,10 @@ def _norm(name: str) -> str:
     return re.sub(r"[^0-9a-z]", "", name.lower())
 
 
-def read_eval_data(source: str | os.PathLike | np.ndarray, labels: np.ndarray | None = None) -> EvalData:
+def read_eval_data(source: "str | os.PathLike | np.ndarray | EvalData", labels: np.ndarray | None = None) -> EvalData:
     """Open any supported evaluation source (see module docstring)."""
+    if isinstance(source, EvalData):
+        return source
     if isinstance(source, np.ndarray):
         return _from_arrays("<array>", source, labels)
     text = str(source)
@@ -242,7 +244,7 @@ def _from_table(path: pathlib.Path, rows: list[tuple[str, str]]) -> EvalData:
     raw = [lab for _, lab in rows]
     if all(_is_int(lab) for lab in raw):
         return EvalData(str(path), "list", tuple(files), np.array([int(x) for x in raw], np.int64))
-    names = tuple(dict.fromkeys(raw))
+    names = tuple(sorted(set(raw)))
     index = {n: i for i, n in enumerate(names)}
     return EvalData(str(path), "list", tuple(files), np.array([index[x] for x in raw], np.int64), names)
 

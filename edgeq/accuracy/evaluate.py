@@ -6,7 +6,6 @@ batch; statistics are accumulated as they stream, so memory does not grow with t
 from __future__ import annotations
 
 import dataclasses
-import logging
 import math
 import os
 from typing import Any, Callable, Sequence
@@ -17,8 +16,6 @@ from ..errors import DataError, UsageError
 from ..preprocess import Preprocess
 from .data import EvalData, read_eval_data
 from .runners import ModelRunner, open_runner
-
-log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -220,6 +217,10 @@ def _evaluate(runners: list[ModelRunner], dataset: EvalData, preprocess_options:
                     raise UsageError(f"{r.path} has outputs {[list(a.shape[1:]) for a in o]} but the reference "
                                      f"{ref.path} has {[list(a.shape[1:]) for a in outs[0]]}; they cannot be compared")
             if dataset.labelled:
+                if dataset.class_names and not labels_src and not all(n.isdigit() for n in dataset.class_names):
+                    warnings.append(f"no model embeds class names: the {len(dataset.class_names)} classes of "
+                                    f"{dataset.source} are taken as output indices in sorted name order "
+                                    "(Keras' image_dataset_from_directory convention)")
                 dataset = dataset.with_model_classes(labels_src, num_classes)
             stats = [_ComparisonStats(len(outs[0])) for _ in runners[1:]]
         if dataset.labelled:
@@ -286,7 +287,8 @@ def format_report(r: EvalReport) -> str:
                      f"{c.max_abs_error:9.4g}")
         if len(c.outputs) > 1:
             for o in c.outputs:
-                lines.append(f"    {o.name}: SQNR {o.sqnr_db:.2f} dB, cosine {o.cosine:.5f}, max|err| {o.max_abs_error:.4g}")
+                lines.append(f"    {o.name}: SQNR {o.sqnr_db:.2f} dB, cosine {o.cosine:.5f}, "
+                             f"max|err| {o.max_abs_error:.4g}")
     return "\n".join(lines)
 
 

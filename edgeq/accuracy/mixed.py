@@ -22,7 +22,7 @@ import numpy as np
 
 from ..errors import UsageError
 from ..preprocess import Preprocess
-from ..recipes import Recipe
+from ..recipes import RECIPES, Recipe
 from .data import EvalData
 from .evaluate import sqnr_db
 from .quantize import CalibratedModel, Layer
@@ -102,14 +102,19 @@ class MixedPrecisionResult:
 class Scorer:
     """Scores candidate models against the float reference on preprocessed, cached evaluation data."""
 
-    def __init__(self, reference: bytes, data: EvalData, pre: Preprocess, labels: Sequence[str] = (),
-                 batch: int = 512):
+    def __init__(self, reference: bytes, data: EvalData | np.ndarray, pre: Preprocess | None,
+                 labels: Sequence[str] = (), batch: int = 512):
+        """data: labelled/unlabelled EvalData (preprocessed with `pre`), or float tensors [N,H,W,C]."""
         self.pre = pre
         self.batch = batch
-        self.pixels = np.stack([pre.to_pixels(img, data.input_color)[0] for _, img in data.images()])
+        if isinstance(data, np.ndarray):
+            self.pixels = data
+        else:
+            self.pixels = np.stack([pre.to_pixels(img, data.input_color)[0] for _, img in data.images()])
         ref_out = self._run(reference)
         n_classes = int(np.prod(ref_out.shape[1:]))
-        self.labels = data.with_model_classes(labels, n_classes).labels if data.labelled else None
+        labelled = isinstance(data, EvalData) and data.labelled
+        self.labels = data.with_model_classes(labels, n_classes).labels if labelled else None
         self.ref_out = ref_out
         self.ref_class = np.argmax(ref_out, axis=1)
         self.reference = self._score(ref_out, None)
@@ -118,7 +123,9 @@ class Scorer:
         runner = TFLiteRunner.open(model, batch=self.batch, name="<candidate>")
         try:
             px = self.pixels[:n] if n else self.pixels
-            parts = [runner.predict(px[i:i + self.batch], self.pre)[0] for i in range(0, len(px), self.batch)]
+            run = ((lambda chunk: runner.predict(chunk, self.pre)) if self.pixels.dtype == np.uint8
+                   else runner.predict_tensors)
+            parts = [run(px[i:i + self.batch])[0] for i in range(0, len(px), self.batch)]
         finally:
             runner.close()
         out = np.concatenate(parts)
@@ -193,8 +200,13 @@ def search_mixed_precision(cal: CalibratedModel, data: EvalData, pre: Preprocess
     why = (f"mixed precision for a {metric} drop <= {max_drop:g} points on {data.source} ({len(scorer.pixels)} "
            f"samples): full int8 lost {steps[0].score.drop:.2f}; kept float {len(step.float_layers)} activation "
            f"tensor(s) {list(step.float_layers)} (most sensitive first, by output SQNR gain) -> "
-           f"{step.score.drop:.2f} points" + ("" if step.met else f", MISSES the target by {step.score.drop - max_drop:.2f}"))
-    recipe = cal.recipe.replace(float_nodes=step.float_nodes, notes=why if step.float_nodes else cal.recipe.notes)
+           f"{step.score.drop:.2f} points"
+           + ("" if step.met else f", MISSES the target by {step.score.drop - max_drop:.2f}"))
+    recipe = cal.recipe
+    if step.float_nodes:
+        base = RECIPES[recipe.name].description if recipe.name in RECIPES else recipe.description
+        recipe = recipe.replace(float_nodes=step.float_nodes, notes=why,
+                                description=f"{base}; {len(step.float_nodes)} op(s) kept in float (mixed precision)")
     return MixedPrecisionResult(max_drop, metric, scorer.reference, tuple(steps), chosen, tuple(ranking), recipe,
                                 best_model)
 
@@ -227,3 +239,17 @@ def convert_to_budget(tf: Any, converter: Any, rec: Recipe, rep: Callable | None
         warnings.append(f"accuracy target missed: the best reachable model loses {step.score.drop:.2f} points "
                         f"({result.metric}), {result.miss:.2f} over the {max_drop:g}-point budget")
     return result.model, result.recipe, result.to_dict()
+
+
+def format_search(d: dict[str, Any]) -> str:
+    """The search log (MixedPrecisionResult.to_dict()) as the lines `edgeq convert` prints."""
+    ref = d["reference"]
+    head = f"float top-1 {ref['top1']:.2f}%" if ref.get("top1") is not None else "float reference"
+    lines = [f"accuracy budget: {d['metric']} drop <= {d['target_drop']:g} points ({head})"]
+    for i, s in enumerate(d["steps"]):
+        what = "full int8" if not s["float_layers"] else f"+ float {s['float_layers'][-1].split(';')[0]}"
+        mark = " <- chosen" if i == d["chosen_step"] else ""
+        lines.append(f"  step {i}: {what}: drop {s['drop']:.2f}, agreement {s['agreement']:.2f}%, "
+                     f"{s['size_bytes'] / 1024:.1f} KiB{mark}")
+    lines.append("  target met" if d["met"] else f"  target MISSED by {d['miss']:.2f} points (best reachable shown)")
+    return "\n".join(lines)

@@ -16,6 +16,7 @@ others win.
 from __future__ import annotations
 
 import logging
+import warnings
 from typing import Callable, Iterable
 
 import numpy as np
@@ -52,7 +53,9 @@ def collect_histograms(cal: CalibratedModel, samples: Callable[[], Iterable[np.n
     """Histogram (BINS bins over the recorded range) of each tensor over the calibration samples."""
     from ai_edge_litert.interpreter import Interpreter
 
-    interp = Interpreter(model_content=cal.data, experimental_preserve_all_tensors=True, num_threads=1)
+    with warnings.catch_warnings():  # preserving all tensors is the point here, not a debugging accident
+        warnings.simplefilter("ignore", UserWarning)
+        interp = Interpreter(model_content=cal.data, experimental_preserve_all_tensors=True, num_threads=1)
     inp = interp.get_input_details()[0]
     hists = {i: np.zeros(BINS, np.int64) for i in ranges}
     shape = None

@@ -1,4 +1,4 @@
-"""Batched model execution for evaluation: .tflite through LiteRT, Keras/SavedModel through TensorFlow.
+"""Batched model execution for evaluation: .tflite through edgeq's runtime, Keras/SavedModel through TensorFlow.
 
 Evaluation runs thousands of images, so models whose batch dimension is dynamic
 (``shape_signature[0] == -1``) are resized to a batch once and fed whole batches; others run one
@@ -16,10 +16,8 @@ from typing import Any, Protocol
 import numpy as np
 
 from ..errors import ModelError
-from ..metadata import read_metadata
-from ..modelinfo import TensorSpec, inspect_model
+from ..modelinfo import TensorSpec
 from ..preprocess import Preprocess
-from ..tflite_format import load_model_file
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +39,12 @@ class ModelRunner(Protocol):
 
 @dataclasses.dataclass
 class TFLiteRunner:
-    """A .tflite model (path or bytes) run by ai-edge-litert's interpreter (XNNPACK by default)."""
+    """A .tflite model (path or bytes) loaded by the edgeq runtime (``edgeq.runtime.load``, XNNPACK).
+
+    The runtime's ``EdgeModel.run`` takes the model's declared batch-1 shape only, so batches go
+    through its ``interpreter`` (resized once to the batch) when the batch dimension is dynamic;
+    otherwise samples run one at a time through ``EdgeModel.run``.
+    """
 
     path: str
     size_bytes: int
@@ -51,45 +54,28 @@ class TFLiteRunner:
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
     batch: int
-    _interp: Any = None
+    _model: Any = None
     _batched_to: int = 0
 
     @classmethod
     def open(cls, model: str | os.PathLike | bytes, num_threads: int | None = None, batch: int = 256,
-             name: str | None = None) -> "TFLiteRunner":
-        try:
-            from ai_edge_litert.interpreter import Interpreter
-        except ImportError as exc:  # pragma: no cover - ai-edge-litert is a core dependency
-            raise ModelError("running .tflite models needs ai-edge-litert (pip install ai-edge-litert)") from exc
-        data, mf = load_model_file(model)
-        report = inspect_model(data)
-        if len(report.inputs) != 1:
-            raise ModelError(f"{name or model}: evaluation supports single-input image models; this one has "
-                             f"{len(report.inputs)} inputs")
-        meta = read_metadata(mf)
-        try:
-            interp = Interpreter(model_content=bytes(data), num_threads=num_threads or os.cpu_count() or 1)
-        except (ValueError, RuntimeError) as exc:
-            raise ModelError(f"LiteRT cannot load {name or model}: {exc}") from exc
-        spec = report.inputs[0]
-        dynamic_batch = bool(spec.shape_signature) and spec.shape_signature[0] == -1
-        path = name or (str(model) if not isinstance(model, (bytes, bytearray)) else "<bytes>")
+             name: str | None = None, delegate: str = "xnnpack") -> "TFLiteRunner":
+        from ..runtime import load
+
+        m = load(model, delegate=delegate, num_threads=num_threads or os.cpu_count() or 1)
+        path = name or m.source
+        if len(m.inputs) != 1:
+            m.close()
+            raise ModelError(f"{path}: evaluation supports single-input image models; this one has "
+                             f"{len(m.inputs)} inputs")
+        spec = m.inputs[0]
+        dynamic_batch = bool(spec.shape_signature) and spec.shape_signature[0] == -1 and m.interpreter is not None
         if not dynamic_batch and batch > 1:
             log.info("%s has a fixed batch of %d: evaluating one sample at a time", path, spec.shape[0])
-        runner = cls(path=path, size_bytes=len(data), input_shape=tuple(spec.shape),
-                     labels=tuple(meta.labels) if meta else (), preprocess=meta.preprocess if meta else None,
-                     inputs=report.inputs, outputs=report.outputs,
-                     batch=batch if dynamic_batch else 1, _interp=interp)
-        interp.allocate_tensors()
-        return runner
-
-    def _resize(self, n: int) -> None:
-        if n == self._batched_to:
-            return
-        idx = self._interp.get_input_details()[0]["index"]
-        self._interp.resize_tensor_input(idx, [n, *self.input_shape[1:]], strict=False)
-        self._interp.allocate_tensors()
-        self._batched_to = n
+        size = len(model) if isinstance(model, (bytes, bytearray)) else pathlib.Path(model).stat().st_size
+        return cls(path=path, size_bytes=size, input_shape=tuple(spec.shape), labels=tuple(m.labels),
+                   preprocess=m.preprocess, inputs=m.inputs, outputs=m.outputs,
+                   batch=batch if dynamic_batch else 1, _model=m)
 
     def _to_input(self, pixels: np.ndarray, pre: Preprocess) -> np.ndarray:
         spec = self.inputs[0]
@@ -101,26 +87,37 @@ class TFLiteRunner:
         return np.stack([pre.normalize(p) for p in pixels]).astype(np.float32)
 
     def predict(self, pixels: np.ndarray, pre: Preprocess) -> list[np.ndarray]:
-        x = self._to_input(pixels, pre)
+        return self._feed(self._to_input(pixels, pre))
+
+    def predict_tensors(self, x: np.ndarray) -> list[np.ndarray]:
+        """Already-preprocessed float inputs [N,H,W,C] (e.g. calibration samples), quantized here if needed."""
+        spec = self.inputs[0]
+        if spec.dtype in ("int8", "uint8", "int16"):
+            info = np.iinfo(np.dtype(spec.dtype))
+            x = np.clip(np.round(x / spec.scale) + (spec.zero_point or 0), info.min, info.max).astype(spec.dtype)
+        return self._feed(x.astype(np.float32) if x.dtype.kind == "f" else x)
+
+    def _feed(self, x: np.ndarray) -> list[np.ndarray]:
         if self.batch > 1:
-            return self._run(x)
-        parts = [self._run(x[i:i + 1]) for i in range(len(x))]
+            return self._run_batch(x)
+        m = self._model
+        parts = [m.dequantize(m.run(x[i:i + 1])) for i in range(len(x))]
         return [np.concatenate([p[k] for p in parts]) for k in range(len(self.outputs))]
 
-    def _run(self, x: np.ndarray) -> list[np.ndarray]:
-        self._resize(len(x))
-        interp = self._interp
-        interp.set_tensor(interp.get_input_details()[0]["index"], x)
+    def _run_batch(self, x: np.ndarray) -> list[np.ndarray]:
+        interp = self._model.interpreter
+        if len(x) != self._batched_to:
+            interp.resize_tensor_input(self.inputs[0].index, [len(x), *self.input_shape[1:]], strict=False)
+            interp.allocate_tensors()
+            self._batched_to = len(x)
+        interp.set_tensor(self.inputs[0].index, x)
         interp.invoke()
-        outs = []
-        for det in interp.get_output_details():
-            y = interp.get_tensor(det["index"])
-            scale, zp = det["quantization"]
-            outs.append((y.astype(np.float32) - zp) * scale if scale else y.astype(np.float32))
-        return outs
+        return self._model.dequantize([interp.get_tensor(o.index) for o in self.outputs])
 
     def close(self) -> None:
-        self._interp = None
+        if self._model is not None:
+            self._model.close()
+            self._model = None
 
 
 @dataclasses.dataclass

@@ -30,6 +30,14 @@ def format_result(r) -> str:
     if r.calibration:
         c = r.calibration
         lines.append(f"  calibration: {c['used']} samples used, {c['skipped']} skipped, from {c['source']}")
+    if getattr(r, "edgetpu", None) is not None:  # --target edgetpu
+        from ..edgetpu import format_report
+
+        lines.append("  " + format_report(r.edgetpu, show_ops=False).replace("\n", "\n  "))
+    if getattr(r, "accuracy", None):  # --max-accuracy-drop
+        from ..accuracy.mixed import format_search
+
+        lines.append("  " + format_search(r.accuracy).replace("\n", "\n  "))
     lines.append(f"  time: {r.seconds:.1f} s")
     return "\n".join(lines)
 
@@ -50,11 +58,21 @@ def format_result(r) -> str:
 @click.option("--float-io", is_flag=True, help="Keep float inputs/outputs around the integer body.")
 @click.option("--allow-float-fallback", is_flag=True, help="Accept ops that cannot be quantized (kept float).")
 @click.option("--force", is_flag=True, help="Overwrite OUTPUT if it exists.")
+@click.option("--max-accuracy-drop", type=float, metavar="POINTS",
+              help="Accuracy budget: keep the most sensitive layers in float until the top-1 drop on "
+                   "--eval-data is at most POINTS (float layers do not run on the Edge TPU).")
+@click.option("--eval-data", metavar="SRC", help="Labelled data for --max-accuracy-drop (as in `edgeq eval --data`).")
+@click.option("--range-method", type=click.Choice(["minmax", "percentile", "mse"]), default=None,
+              help="Activation ranges: minmax (TFLite's, default), percentile (99.99%) or mse (MSE-optimal).")
+@click.option("--target", type=click.Choice(["edgetpu"]), default=None,
+              help="Shape the model for an accelerator. edgetpu: 8-bit full integer, uint8 I/O (default recipe "
+                   "uint8), per-channel, batch 1 and static shapes, then the Edge TPU pre-flight check.")
 @preprocess_options
 @json_option
 @click.pass_obj
 def command(ctx, model, calib, output, recipe, recipe_file, num_samples, seed, labels, task, per_tensor,
-            float_io, allow_float_fallback, force, input_size, color, value_range, mean, std, resize,
+            float_io, allow_float_fallback, force, target, max_accuracy_drop, eval_data, range_method,
+            input_size, color, value_range, mean, std, resize,
             json_path):
     """Quantize MODEL (.keras, .h5 or SavedModel dir) into a .tflite file.
 
@@ -65,7 +83,7 @@ def command(ctx, model, calib, output, recipe, recipe_file, num_samples, seed, l
 
     if recipe and recipe_file:
         raise click.UsageError("give --recipe or --recipe-file, not both")
-    rec = Recipe.load(recipe_file) if recipe_file else (recipe or "int8")
+    rec = Recipe.load(recipe_file) if recipe_file else (recipe or ("uint8" if target == "edgetpu" else "int8"))
     opts = preprocess_kwargs(input_size, color, value_range, mean, std, resize)
 
     bar = None
@@ -83,7 +101,8 @@ def command(ctx, model, calib, output, recipe, recipe_file, num_samples, seed, l
         result = convert(model, calib, output, recipe=rec, num_samples=num_samples, seed=seed, labels=labels,
                          task=task, per_tensor=per_tensor, float_io=float_io,
                          allow_float_fallback=allow_float_fallback, force=force, preprocess_options=opts,
-                         progress=progress, quiet=not ctx.verbose)
+                         progress=progress, quiet=not ctx.verbose, target=target,
+                         max_accuracy_drop=max_accuracy_drop, eval_data=eval_data, range_method=range_method)
     finally:
         if bar is not None:
             bar.__exit__(None, None, None)

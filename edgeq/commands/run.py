@@ -88,7 +88,8 @@ def _status_printer(ctx):
               help="Output decoding (default: from the model's task and output shapes).")
 @click.option("--camera-size", help="Capture resolution requested from a camera, WIDTHxHEIGHT.")
 @click.option("--fps", "source_fps", type=click.FloatRange(min=0, min_open=True),
-              help="Frame rate requested from a camera, or the pacing rate of an image folder.")
+              help="Frame rate requested from a camera; pacing rate of an image folder (and of a file in "
+                   "realtime mode, instead of its declared rate).")
 @click.option("--reconnects", default=5, show_default=True, type=click.IntRange(min=0),
               help="Reconnect attempts when a network stream drops.")
 @click.option("--force", is_flag=True, help="Overwrite existing --output/--jsonl files.")
@@ -115,15 +116,16 @@ def command(ctx, model, source, mode, delegate, delegate_option, threads, max_fr
     options = RunOptions(mode=mode, max_frames=max_frames, duration_s=duration, postprocess=postprocess)
     pre_opts = preprocess_kwargs(input_size, color, value_range, mean, std, resize)
     show_status, tty = _status_printer(ctx)
+    # Sinks first: a headless --show or an unsupported --output container fails before the model loads.
+    sinks = []
+    if show:
+        sinks.append(PreviewSink())
+    if output:
+        sinks.append(VideoSink(output))
+    if jsonl:
+        sinks.append(JsonLinesSink(jsonl))
 
     with _load_model(ctx, model, delegate, threads, pre_opts, _parse_delegate_options(delegate_option)) as m:
-        sinks = []
-        if show:
-            sinks.append(PreviewSink())
-        if output:
-            sinks.append(VideoSink(output))
-        if jsonl:
-            sinks.append(JsonLinesSink(jsonl))
         pipeline = Pipeline(m, src, sinks, options, status=show_status, model_name=str(model), threads=threads)
         ctx.info(f"running {model} on {src.description} ({pipeline.mode}, delegate "
                  f"{getattr(m.delegate_report, 'delegate', delegate)}); Ctrl-C stops")

@@ -4,6 +4,10 @@ Why: the Edge TPU compiler maps ops only up to the first one it cannot run, and 
 depends on that op runs on the CPU ("More than one subgraph is not supported" in its log). Users
 find out after a compile on another machine; this check tells them before, per op, with the fix.
 
+A model with dynamic-sized tensors is refused by the compiler as a whole ("Attempting to use a
+delegate that only supports static-sized tensors with a graph that has dynamic-sized tensors", as
+users report in google-coral/edgetpu issues); ``edgeq edgetpu fix-shapes`` freezes such models.
+
 Rules (coral.ai/docs/edgetpu/models-intro/, "Model requirements" and "Supported operations"):
 8-bit quantized tensors (int8/uint8; int32 only for constant biases/shapes/axes), sizes constant
 at compile time (no ``-1`` in ``shape_signature``), constant parameters, at most 3 non-unit
@@ -57,7 +61,7 @@ class OpVerdict:
     reason: str          # why not mapped ("" when mapped)
     category: str        # mapped | compiled | unsupported_op | runtime_version | data_type | dynamic_shape |
     #                      dimensions | constraint | after_unmapped | io_conversion
-    certain: bool
+    certain: bool        # True: a documented rule decides it; "mapped" verdicts are always estimates
     note: str = ""       # caution for a mapped op (e.g. size-dependent rule)
 
     def to_dict(self) -> dict[str, Any]:
@@ -192,6 +196,14 @@ def _tensor_problems(t: TensorInfo) -> list[tuple[str, str]]:
     return out
 
 
+_PRIORITY = {"data_type": 0, "unsupported_op": 1, "dynamic_shape": 2, "dimensions": 3, "constraint": 4}
+
+
+def _ranked(problems: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Most fundamental first: not 8-bit, then not in the table, then shapes, then op limitations."""
+    return sorted(problems, key=lambda p: _PRIORITY.get(p[0], 9))
+
+
 def _summarize(problems: list[tuple[str, str]]) -> str:
     """One reason per category (the first), with how many more tensors share it."""
     by_cat: dict[str, list[str]] = {}
@@ -208,28 +220,32 @@ def _verdict(op: Any, ctx: OpContext, tensors: list[TensorInfo], runtime: int) -
     if op.custom_code == EDGETPU_CUSTOM_OP:
         return OpVerdict(op.index, op.op, True, "", "compiled", True, "already compiled for the Edge TPU")
     rule = rule_for(op.op)
-    if rule is None:
-        hint = REPLACEMENTS.get(op.op)
-        why = f"{op.op} is not in Coral's supported-operation table" + (f"; {hint}" if hint else "")
-        return OpVerdict(op.index, op.op, False, why, "unsupported_op", True)
-    if rule.min_runtime > runtime:
-        return OpVerdict(op.index, op.op, False, f"{rule.coral_name} needs Edge TPU runtime {rule.min_runtime}+ "
-                         f"(checking for runtime {runtime})", "runtime_version", True)
     problems: list[tuple[str, str]] = []
     for t in tensors:
         problems.extend(_tensor_problems(t))
+    if rule is None:
+        hint = REPLACEMENTS.get(op.op)
+        problems.append(("unsupported_op", f"{op.op} is not in Coral's supported-operation table"
+                         + (f"; {hint}" if hint else "")))
+        problems = _ranked(problems)
+        return OpVerdict(op.index, op.op, False, _summarize(problems), problems[0][0], True)
+    if rule.min_runtime > runtime:
+        return OpVerdict(op.index, op.op, False, f"{rule.coral_name} needs Edge TPU runtime {rule.min_runtime}+ "
+                         f"(checking for runtime {runtime})", "runtime_version", True)
     if not problems and rule.check is not None:
         why = rule.check(ctx)
         if why:
             problems.append(("constraint", f"{rule.coral_name}: {why}"))
     if problems:
+        problems = _ranked(problems)
         return OpVerdict(op.index, op.op, False, _summarize(problems), problems[0][0], True)
     note = f"{rule.coral_name}: {rule.limitation}" if not rule.exact else ""
     if op.op.startswith("RESIZE_") and (getattr(ctx.options, "halfPixelCenters", False)
                                         or getattr(ctx.options, "alignCorners", False)):
         note += (" half_pixel_centers/align_corners is set: Edge TPU compilers before 15 reported such resize ops "
                  "as 'Operation version not supported'.")
-    return OpVerdict(op.index, op.op, True, "", "mapped", rule.exact, note.strip())
+    # A "mapped" verdict is never certain: the compiler may still decline the op for unpublished reasons.
+    return OpVerdict(op.index, op.op, True, "", "mapped", False, note.strip())
 
 
 def _check(mf: ModelFile, model_t: Any, path: str, runtime: int) -> EdgeTpuReport:
@@ -277,8 +293,9 @@ def _io_conversion(op: Any, sg: Any) -> OpVerdict | None:
         where = "output"
     else:
         return None
-    return OpVerdict(op.index, op.op, False, f"float model {where}: this {op.op} runs on the CPU (the rest of the model "
-                     "is not split by it); use uint8/int8 model I/O to keep it off the CPU", "io_conversion", True)
+    why = (f"float model {where}: this {op.op} runs on the CPU (the rest of the model is not split by it); "
+           "use uint8/int8 model I/O to keep it off the CPU")
+    return OpVerdict(op.index, op.op, False, why, "io_conversion", True)
 
 
 def _model_issues(mf: ModelFile) -> list[str]:
@@ -288,10 +305,10 @@ def _model_issues(mf: ModelFile) -> list[str]:
     for t in dynamic:
         issues.append(f"input '{t.name}' has a dynamic shape (shape_signature {list(t.shape_signature)}): the "
                       "compiler refuses dynamic-sized tensors")
-    floats = [sg.tensors[i] for i in sg.inputs + sg.outputs if sg.tensors[i].dtype not in EIGHT_BIT]
-    for t in floats:
-        issues.append(f"model input/output '{t.name}' is {t.dtype.lower()}: the QUANTIZE/DEQUANTIZE at that end "
-                      "runs on the CPU")
+    for where, indices in (("input", sg.inputs), ("output", sg.outputs)):
+        for t in (sg.tensors[i] for i in indices if sg.tensors[i].dtype not in EIGHT_BIT):
+            issues.append(f"model {where} '{t.name}' is {t.dtype.lower()}, not 8-bit: the op(s) at that end of the "
+                          "model run on the CPU")
     if len(mf.subgraphs) > 1:
         issues.append(f"{len(mf.subgraphs)} subgraphs (control flow): only the main subgraph is checked, and "
                       "control-flow ops do not map")
@@ -320,19 +337,20 @@ def _suggestions(verdicts: list[OpVerdict], issues: list[str], params: int) -> l
                    "dynamic height/width), or convert with 'edgeq convert --target edgetpu'")
     float_ops = sorted({v.op for v in verdicts if v.category == "data_type" and "(run-time shape" not in v.reason})
     if float_ops:
-        out.append(f"quantize the remaining float/16-bit op(s) ({', '.join(float_ops)}): convert with the int8 or uint8 "
-                   "recipe and without --allow-float-fallback, or replace the layers int8 cannot take")
+        out.append(f"quantize the remaining float/16-bit op(s) ({', '.join(float_ops)}): convert with the int8 or "
+                   "uint8 recipe and without --allow-float-fallback, or replace the layers int8 cannot take")
     if any(v.category == "data_type" and "(run-time shape" in v.reason for v in verdicts) \
             and not any(v.op == "SHAPE" for v in verdicts):
         out.append("remove run-time shape arithmetic (SHAPE/STRIDED_SLICE/PACK on int32 tensors, e.g. from a Flatten "
                    "with a dynamic batch): freeze the shapes before converting, or use Reshape with a constant shape")
-    for op in sorted({v.op for v in verdicts if v.category == "unsupported_op"}):
+    for op in sorted({v.op for v in verdicts if not v.mapped and rule_for(v.op) is None
+                      and v.category not in ("after_unmapped", "io_conversion", "compiled")}):
         hint = REPLACEMENTS.get(op)
         out.append(hint[0].upper() + hint[1:] if hint else
                    f"replace {op} with ops from Coral's table, or move it to the end of the model so that "
                    "everything before it still maps")
     if "runtime_version" in cats:
-        need = sorted({v.reason.split("runtime ")[1].split("+")[0] for v in verdicts if v.category == "runtime_version"})
+        need = sorted({str(rule_for(v.op).min_runtime) for v in verdicts if v.category == "runtime_version"})
         out.append(f"target a newer Edge TPU runtime (needs {', '.join(need)}+): compile with -m/--min_runtime_version")
     if "dimensions" in cats:
         out.append("reshape tensors to at most 3 dimensions larger than 1 and use batch 1")
@@ -360,7 +378,7 @@ def format_report(r: EdgeTpuReport, show_ops: bool = True) -> str:
         lines.append(f"  {'#':>4}  {'op':<26} {'maps':<5} reason")
         for v in r.ops:
             mark = "yes" if v.mapped else "NO"
-            if v.mapped and not v.certain:
+            if v.mapped and v.note and v.category == "mapped":
                 mark = "yes?"
             text = v.reason or v.note
             lines.append(f"  {v.index:>4}  {v.op:<26} {mark:<5} {text}")

@@ -338,7 +338,8 @@ def format_compile(r: CompileResult) -> str:
     if log.on_chip_used_bytes is not None:
         lines.append(f"  on-chip parameter cache used: {log.on_chip_used_bytes / 1024:.1f} KiB; off-chip streamed: "
                      f"{(log.off_chip_bytes or 0) / 1024:.1f} KiB")
-    lines.append(f"  Edge TPU subgraphs: {log.subgraphs}; ops on the Edge TPU: {log.tpu_ops}, on the CPU: {log.cpu_ops}")
+    lines.append(f"  Edge TPU subgraphs: {log.subgraphs}; ops on the Edge TPU: {log.tpu_ops}, "
+                 f"on the CPU: {log.cpu_ops}")
     for row in log.rows:
         lines.append(f"  {row.op:<26} {row.count:>5}  {row.status}")
     lines.append("verdict: " + ("fully mapped to the Edge TPU (compiler's verdict)" if r.compatible else

@@ -172,7 +172,8 @@ def _pack(ctx: OpContext) -> str | None:
 
 def _split(ctx: OpContext) -> str | None:
     axis = ctx.constant(0)
-    if axis is not None and ctx.inputs[1] is not None and len(ctx.inputs[1].shape) == 4 and int(np.ravel(axis)[0]) % 4 == 0:
+    data = ctx.inputs[1] if len(ctx.inputs) > 1 else None
+    if axis is not None and data is not None and len(data.shape) == 4 and int(np.ravel(axis)[0]) % 4 == 0:
         return "splits the batch dimension; Coral: no splitting in batch dimension"
     return None
 

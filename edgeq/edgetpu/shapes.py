@@ -78,9 +78,11 @@ def frozen_input_shape(t: TensorInfo, input_size: tuple[int, int] | None) -> tup
 
 
 def _interpreter(data: bytes) -> Any:
-    from ai_edge_litert.interpreter import Interpreter
+    """Builtin kernels without default delegates: both models run the very same kernels."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-    return Interpreter(model_content=data, num_threads=1)
+    return Interpreter(model_content=data, num_threads=1,
+                       experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
 
 
 def _resized(data: bytes, shapes: dict[int, tuple[int, ...]]) -> Any:

@@ -120,6 +120,7 @@ class Pipeline:
         self._input_size = (pre.width, pre.height) if pre is not None else (0, 0)
         self._labels = tuple(getattr(model, "labels", ()) or ())
         self._stop = threading.Event()
+        self._started = False
         self._stop_reason: str | None = None
         self._failure: str | None = None
         self._errors: list[BaseException] = []
@@ -203,10 +204,10 @@ class Pipeline:
         except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
             self._errors.append(exc)
         finally:
+            # A failing source ends the stream like end of input (frames already captured are
+            # still processed); the inference loop then reports "source_failed".
             if src.failure and not self._failure:
                 self._failure = src.failure
-            if self._failure:
-                self.stop("source_failed")
             self._slot.close()
             if self.mode != "realtime":
                 self._put_end(self._capture_q)
@@ -267,6 +268,9 @@ class Pipeline:
     # ---- main ------------------------------------------------------------------------------
     def run(self) -> RunReport:
         """Run until a stop condition; always closes the source and finalises the sinks."""
+        if self._started:
+            raise UsageError("a Pipeline runs once; build a new one (with a new Source) for another run")
+        self._started = True
         threads: list[threading.Thread] = []
         cpu = CpuMeter()
         start = time.monotonic()
@@ -289,7 +293,7 @@ class Pipeline:
                     self.stop("interrupted")
                 finally:
                     self._stop.set()
-                    self._put_end(self._sink_q)
+                    self._sink_q.put(_END)
                     for t in threads:
                         t.join()
         finally:
@@ -331,8 +335,8 @@ class Pipeline:
                         "postprocess": (t2 - t1) * 1e3}
             for name in ("preprocess", "inference", "postprocess"):
                 self._stages[name].add(stage_ms[name])
-            if self.sinks:
-                self._put(self._sink_q, FrameResult(frame.seq, frame.timestamp, result_time, stage_ms, result,
+            if self.sinks:  # blocking: the sink thread drains until the end marker, even after a failure
+                self._sink_q.put(FrameResult(frame.seq, frame.timestamp, result_time, stage_ms, result,
                                                     frame.image, self._processed.recent_fps))
             if self.status is not None and result_time >= next_status:
                 next_status = result_time + opts.status_interval_s
@@ -347,7 +351,7 @@ class Pipeline:
 
     def live_status(self, elapsed: float) -> LiveStatus:
         return LiveStatus(elapsed, self._captured.count, self._processed.count, self._dropped(),
-                          self._processed.recent_fps, self._stages["inference"].summary().mean)
+                          self._processed.recent_fps, self._stages["inference"].mean)
 
     def _report(self, duration: float, cpu: dict[str, Any]) -> RunReport:
         rep = getattr(self.model, "delegate_report", None)

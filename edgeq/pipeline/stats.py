@@ -55,6 +55,10 @@ class LatencyRecorder:
             if j < self.capacity:
                 self._samples[j] = ms
 
+    @property
+    def mean(self) -> float:
+        return self.total / self.count if self.count else float("nan")
+
     def summary(self) -> Distribution:
         if not self.count:
             nan = float("nan")

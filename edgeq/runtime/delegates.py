@@ -9,7 +9,6 @@ import ctypes
 import ctypes.util
 import dataclasses
 import os
-import pathlib
 import sys
 from typing import Any, NamedTuple
 
@@ -107,8 +106,8 @@ def check_delegate_name(name: str) -> None:
 
 def check_options(name: str, options: dict[str, Any]) -> None:
     """Builtin delegates take only their documented options (external ones take any)."""
-    if name not in DELEGATE_OPTIONS:
-        return
+    if name not in DELEGATE_OPTIONS or (name == "gpu" and options.get("library")):
+        return  # an external library (also a classic GPU delegate .so) defines its own options
     valid = DELEGATE_OPTIONS[name]
     unknown = sorted(set(options) - set(valid))
     if unknown:
@@ -234,7 +233,11 @@ class _VkInstanceCreateInfo(ctypes.Structure):
 
 
 def vulkan_adapters() -> tuple[VulkanAdapter, ...] | None:
-    """The Vulkan physical devices the loader finds; None when no Vulkan loader is installed."""
+    """The Vulkan physical devices the loader finds; None when no Vulkan loader is installed.
+
+    Creating a Vulkan instance loads the drivers: never call this in a process that has imported
+    TensorFlow (Mesa's lavapipe links LLVM, which clashes with TensorFlow's and aborts the process).
+    """
     name = "vulkan-1.dll" if sys.platform.startswith("win") else (
         "libvulkan.1.dylib" if sys.platform == "darwin" else "libvulkan.so.1")
     try:
@@ -266,10 +269,24 @@ def vulkan_adapters() -> tuple[VulkanAdapter, ...] | None:
         vk.vkDestroyInstance(instance, None)
 
 
+def vulkan_adapters_in_child(timeout: float = 60.0) -> tuple[VulkanAdapter, ...] | None:
+    """``vulkan_adapters()`` run in a child process: safe where TensorFlow is (or will be) imported."""
+    import json
+    import subprocess
+
+    code = ("import json; from edgeq.runtime.delegates import vulkan_adapters as v; a = v(); "
+            "print('@@' + json.dumps(None if a is None else [[x.name, x.device_type] for x in a]))")
+    try:
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return ()
+    lines = [line for line in out.stdout.splitlines() if line.startswith("@@")]
+    if out.returncode != 0 or not lines:
+        return ()
+    found = json.loads(lines[-1][2:])
+    return None if found is None else tuple(VulkanAdapter(n, t) for n, t in found)
+
+
 NO_VULKAN_HINT = ("LiteRT's GPU accelerator runs on WebGPU over Vulkan: install the GPU's Vulkan driver and "
                   "libvulkan1 (on CPU-only Debian machines, Mesa's lavapipe from bookworm-backports: "
                   ".ci/install-vulkan.sh)")
-
-
-def library_exists(path: str) -> bool:
-    return pathlib.Path(path).is_file()

@@ -20,8 +20,6 @@ import os
 import pathlib
 import sys
 
-import numpy as np
-
 HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent.parent))
 
@@ -61,7 +59,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--epochs", type=int, default=5)
     ap.add_argument("--seed", type=int, default=3)
-    ap.add_argument("--outlier-scale", type=float, default=15.0)
+    ap.add_argument("--outlier-scale", type=float, default=30.0)
     ap.add_argument("--output", default=str(HERE / "hard_case.keras"))
     args = ap.parse_args()
 

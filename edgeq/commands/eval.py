@@ -1,0 +1,58 @@
+"""`edgeq eval`: accuracy of quantized models against the float reference, side by side."""
+from __future__ import annotations
+
+import sys
+
+import click
+
+from .common import emit_json, json_option, preprocess_kwargs, preprocess_options
+
+
+@click.command("eval")
+@click.argument("reference", type=click.Path())
+@click.argument("candidates", nargs=-1, required=True, type=click.Path())
+@click.option("--data", "data", required=True, metavar="SRC",
+              help="Labelled data: class-folder tree, CSV/JSON list of (path,label), IDX files or folder "
+                   "(Fashion-MNIST); unlabelled images give agreement only.")
+@click.option("--limit", type=int, help="Evaluate a random subset of this many samples (seeded).")
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed for --limit.")
+@click.option("--batch", default=256, show_default=True, type=int, help="Batch size where the model allows it.")
+@click.option("--threads", "num_threads", type=int, help="Interpreter threads (default: all cores).")
+@preprocess_options
+@json_option
+@click.pass_obj
+def command(ctx, reference, candidates, data, limit, seed, batch, num_threads, input_size, color, value_range,
+            mean, std, resize, json_path):
+    """Compare CANDIDATE .tflite models with the float REFERENCE on labelled data.
+
+    REFERENCE: .keras/.h5, SavedModel dir or float .tflite. Every model gets the same
+    preprocessing: the contract embedded in a candidate, else the options below.
+    Reports top-1/top-5 per model and, per candidate, top-1 agreement, SQNR (dB) and cosine
+    of each output, max abs error, size and the accuracy drop in points.
+    """
+    from ..accuracy import evaluate, format_report
+
+    if batch <= 0:
+        raise click.BadParameter("must be positive", param_hint="--batch")
+    opts = preprocess_kwargs(input_size, color, value_range, mean, std, resize)
+    bar = None
+
+    def progress(done: int, total: int) -> None:
+        nonlocal bar
+        if ctx.quiet:
+            return
+        if bar is None:
+            bar = click.progressbar(length=total, label="evaluating", file=sys.stderr)
+            bar.__enter__()
+        bar.update(done - bar.pos)
+
+    try:
+        report = evaluate(reference, list(candidates), data, preprocess_options=opts, batch=batch,
+                          num_threads=num_threads, limit=limit, seed=seed, progress=progress)
+    finally:
+        if bar is not None:
+            bar.__exit__(None, None, None)
+    for w in report.warnings:
+        ctx.warn(w)
+    click.echo(format_report(report), err=json_path == "-")
+    emit_json(report.to_dict(), json_path)

@@ -1,0 +1,91 @@
+"""``edgeq convert --target edgetpu``: shape the converted model for the Edge TPU, then check it.
+
+Coral's requirements (coral.ai/docs/edgetpu/models-intro/): 8-bit full integer, static sizes,
+batch 1. edgeq therefore converts with int8 activations and per-channel int8 weights (supported
+by the compiler since 2.x), uint8 model input/output by default (Coral's examples feed uint8
+pixels), freezes the Keras export's dynamic batch (``shape_signature [-1, ...]``) and runs the
+pre-flight check on the result. The converter imports this lazily; nothing here needs TensorFlow.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import numpy as np
+
+from ..errors import UsageError
+from ..recipes import Recipe, get_recipe
+from ..tflite_format import load_model_file
+from .check import EdgeTpuReport, check_model
+from .shapes import freeze_shapes_bytes
+
+log = logging.getLogger(__name__)
+
+TARGETS = ("edgetpu",)
+
+
+def validate_target(target: str | None) -> None:
+    if target is not None and target not in TARGETS:
+        raise UsageError(f"unknown target {target!r}; valid targets: {', '.join(TARGETS)}")
+
+
+def recipe_for_target(rec: Recipe, target: str | None, requested: Any, warnings: list[str]) -> Recipe:
+    """The recipe the Edge TPU needs: 8-bit full integer, per-channel, uint8 I/O for the default recipe."""
+    validate_target(target)
+    if target is None:
+        return rec
+    if not rec.full_integer or rec.activations != "int8":
+        raise UsageError(f"--target edgetpu needs an 8-bit full-integer recipe (int8 or uint8), not {rec.name!r}: "
+                         "the Edge TPU computes only on 8-bit integer tensors")
+    if isinstance(requested, str) and requested == "int8":
+        warnings.append("--target edgetpu: using uint8 model input/output (recipe 'uint8', Coral's convention); "
+                        "give a recipe file with io_dtype int8 to keep int8 input/output")
+        rec = get_recipe("uint8")
+    if not rec.per_channel:
+        log.info("--target edgetpu with per-tensor weights: allowed, per-channel is usually more accurate")
+    return rec
+
+
+def _quantized_sample(data: bytes, sample: np.ndarray) -> np.ndarray:
+    """A preprocessed float sample (HxWxC) in the model input's dtype, with a batch axis."""
+    _, mf = load_model_file(data)
+    t = mf.main.tensors[mf.main.inputs[0]]
+    x = np.asarray(sample, dtype=np.float32)[None, ...]
+    if t.dtype in ("INT8", "UINT8") and t.scale:
+        info = np.iinfo(t.dtype.lower())
+        zp = t.zero_point[0] if t.zero_point else 0
+        x = np.clip(np.round(x / t.scale[0]) + zp, info.min, info.max)
+    return x.astype(t.dtype.lower())
+
+
+def prepare_for_target(data: bytes, target: str | None, dataset: Any, preprocess: Any,
+                       warnings: list[str]) -> bytes:
+    """Freeze dynamic shapes (batch 1, H/W from the preprocessing), verified on a real calibration sample."""
+    if target is None:
+        return data
+    size = (preprocess.width, preprocess.height) if preprocess is not None else None
+    sample = None
+    if dataset is not None:
+        first = next(iter(dataset), None)
+        if first is not None:
+            sample = (_quantized_sample(data, first), "the first calibration sample")
+    frozen, result = freeze_shapes_bytes(data, size, sample)
+    if not result.already_static:
+        shapes = ", ".join(f"{i.name} {list(i.shape_signature)} -> {list(i.frozen_shape)}" for i in result.inputs)
+        log.info("froze %d tensor shapes (%s); same output on %s", result.changed_tensors, shapes, result.verified_on)
+    return frozen
+
+
+def check_for_target(path: str | os.PathLike, target: str | None, warnings: list[str]) -> EdgeTpuReport | None:
+    """Run the Edge TPU check on the written model; a verdict that is not 'fully mapped' becomes a warning."""
+    if target is None:
+        return None
+    report = check_model(path)
+    if not report.compatible:
+        first = report.first_unmapped
+        what = (f"first unmapped op #{first.index} {first.op}: {first.reason}" if first is not None
+                else "; ".join(report.issues))
+        warnings.append(f"Edge TPU check: the model would NOT map fully ({report.tpu_ops} op(s) on the Edge TPU, "
+                        f"{report.cpu_ops} on the CPU); {what}")
+    return report
