@@ -33,23 +33,11 @@ VTEST = pathlib.Path(os.environ.get("EDGEQ_VTEST", ROOT / ".data" / "vtest.avi")
 
 def build_model(out: pathlib.Path, video: pathlib.Path, alpha: float) -> None:
     """MobileNetV2 with real BatchNorm statistics, converted to int8 (run in a child process)."""
-    import cv2
-    import numpy as np
-    import keras
-
     import edgeq
+    from edgeq import zoo
 
-    cap = cv2.VideoCapture(str(video))
-    frames = []
-    while len(frames) < 64 and (ok_frame := cap.read())[0]:
-        rgb = cv2.cvtColor(cv2.resize(ok_frame[1], (224, 224)), cv2.COLOR_BGR2RGB)
-        frames.append(rgb.astype(np.float32) / 127.5 - 1.0)
-    batch = np.stack(frames)
-    model = keras.applications.MobileNetV2(alpha=alpha, weights=None, input_shape=(224, 224, 3))
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            layer.momentum = 0.0
-    model(batch, training=True)  # momentum 0: moving statistics become these real-image statistics
+    frames = zoo.images_for(224, str(video), count=64)   # real street frames, RGB in [-1, 1]
+    model = zoo.build("MobileNetV2", 224, alpha=alpha, images=frames)
     out.parent.mkdir(parents=True, exist_ok=True)
     keras_path = out.with_suffix(".keras")
     model.save(keras_path)

@@ -69,14 +69,10 @@ def build_mobilenet(recipes: tuple[str, ...] = ("int8", "float16")) -> dict[str,
     from edgeq.converter import import_tensorflow
 
     import_tensorflow()
-    import keras
+    from edgeq import zoo
 
-    model = keras.applications.MobileNetV2(weights=None, input_shape=(224, 224, 3))
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            layer.momentum = 0.0
     batch = np.stack([MOBILENET_PRE.apply(img) for img in real_images(64)])
-    model(batch, training=True)  # moving statistics := statistics of real images
+    model = zoo.build("MobileNetV2", 224, images=batch)  # moving statistics := statistics of real images
     CACHE.mkdir(parents=True, exist_ok=True)
     for recipe, path in out.items():
         if not path.exists():

@@ -272,18 +272,19 @@ def write_csv(results: Sequence[BenchResult], path: str | os.PathLike) -> None:
 
 
 def format_table(results: Sequence[BenchResult]) -> str:
-    head = (f"{'model':<24} {'delegate':<16} {'thr':>3} {'init':>8} {'first':>8} {'p50':>8} {'p90':>8} {'p99':>8} "
+    w = max([5] + [len(pathlib.Path(r.model).name) for r in results])
+    head = (f"{'model':<{w}} {'delegate':<16} {'thr':>3} {'init':>8} {'first':>8} {'p50':>8} {'p90':>8} {'p99':>8} "
             f"{'mean±std':>16} {'fps':>8} {'RSS MB':>7} {'nodes':>7}")
     lines = [head, "-" * len(head)]
     for r in results:
-        name = pathlib.Path(r.model).name[:24]
+        name = pathlib.Path(r.model).name
         thr = "-" if r.threads is None else str(r.threads)
         if not r.ok:
-            lines.append(f"{name:<24} {r.delegate:<16} {thr:>3}  error: {r.error}")
+            lines.append(f"{name:<{w}} {r.delegate:<16} {thr:>3}  error: {r.error}")
             continue
         s = r.latency_ms
         nodes = f"{'?' if r.delegated_nodes is None else r.delegated_nodes}/{r.total_nodes}"
-        lines.append(f"{name:<24} {r.delegate:<16} {thr:>3} {r.init_ms:8.1f} {r.first_ms:8.3f} {s.p50:8.3f} "
+        lines.append(f"{name:<{w}} {r.delegate:<16} {thr:>3} {r.init_ms:8.1f} {r.first_ms:8.3f} {s.p50:8.3f} "
                      f"{s.p90:8.3f} {s.p99:8.3f} {s.mean:8.3f}±{s.std:<7.3f} {r.throughput_fps:8.1f} "
                      f"{r.peak_rss_mb:7.1f} {nodes:>7}")
     lines.append("times in ms (init = load + delegate setup; latency over the timed runs after warm-up)")

@@ -16,6 +16,7 @@ import time
 from typing import Any, Callable, Iterator, Sequence
 
 from . import __version__
+from ._native import quiet_native_stderr
 from .calibration import CalibrationDataset
 from .errors import ConversionError, EdgeqError, ModelError, UsageError
 from .fileio import check_output, write_bytes_atomic
@@ -86,32 +87,6 @@ def import_tensorflow() -> Any:
     except ImportError:  # pragma: no cover
         pass
     return tf
-
-
-@contextlib.contextmanager
-def quiet_native_stderr(enabled: bool = True) -> Iterator[list[str]]:
-    """Silence the C++ log lines TensorFlow's converter writes straight to fd 2.
-
-    The captured text is handed back (last lines) so an error can still show it.
-    """
-    captured: list[str] = []
-    if not enabled:
-        yield captured
-        return
-    import sys
-
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile(mode="w+b") as tmp:
-        os.dup2(tmp.fileno(), 2)
-        try:
-            yield captured
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-            tmp.seek(0)
-            captured.extend(tmp.read().decode("utf-8", "replace").splitlines())
 
 
 # ---- model loading ----------------------------------------------------------------------------
@@ -254,6 +229,59 @@ def _explain_failure(exc: Exception, log_lines: list[str], recipe: Recipe) -> Co
     return ConversionError(f"TensorFlow Lite conversion failed: {first}" + (f"\n{tail}" if tail else ""))
 
 
+def calibration_dataset(calibration: Any, *, num_samples: int = 200, seed: int = 0,
+                        transform: Callable[[Any], Any] | None = None) -> CalibrationDataset:
+    """The calibration source as a CalibrationDataset, read once to fail fast (no TensorFlow yet)."""
+    dataset = calibration if isinstance(calibration, CalibrationDataset) else CalibrationDataset(
+        calibration, None, num_samples=num_samples, seed=seed, transform=transform)
+    dataset.check()
+    return dataset
+
+
+@dataclasses.dataclass(frozen=True)
+class PreparedConverter:
+    """A TFLiteConverter set up as edgeq.convert sets it up (shared with `edgeq analyze`)."""
+
+    tf: Any
+    converter: Any
+    representative: Callable | None
+    preprocess: Preprocess | None
+    keras_model: Any
+    saved_dir: str
+
+
+@contextlib.contextmanager
+def prepared_converter(model: Any, dataset: CalibrationDataset | None, rec: Recipe,
+                       preprocess: Preprocess | None, preprocess_options: dict[str, Any] | None, *,
+                       quiet: bool = True, warnings: list[str] | None = None,
+                       progress: Callable[[int, int], None] | None = None) -> Iterator[PreparedConverter]:
+    """Load the model, export a SavedModel (temporary), settle the preprocessing contract and
+    configure a TFLiteConverter for the recipe. The export lives until the context exits."""
+    warnings = [] if warnings is None else warnings
+    kind, desc = describe_source_model(model)
+    tf = import_tensorflow()
+    opts = dict(preprocess_options or {})
+    keras_model = _load_keras(desc) if kind == "keras_file" else (model if kind == "keras_model" else None)
+    with tempfile.TemporaryDirectory(prefix="edgeq-export-") as tmp:
+        if kind == "saved_model":
+            saved_dir = desc
+            opts["_saved_model_shape"] = _saved_model_input_shape(tf, desc)
+        else:
+            saved_dir = os.path.join(tmp, "saved_model")
+            with quiet_native_stderr(quiet):
+                keras_model.export(saved_dir, verbose=False)
+        pre = infer_preprocess(keras_model, kind, preprocess, opts, warnings)
+        if dataset is not None:
+            if dataset.preprocess is None:
+                dataset.preprocess = pre
+            elif preprocess is None:
+                pre = dataset.preprocess
+        rep = _with_progress(dataset, progress) if dataset is not None else None
+        converter = tf.lite.TFLiteConverter.from_saved_model(saved_dir)
+        _configure(tf, converter, rec, rep)
+        yield PreparedConverter(tf, converter, rep, pre, keras_model, saved_dir)
+
+
 def convert(model: Any, calibration: Any = None, output: str | os.PathLike | None = None, *,
             recipe: str | Recipe = "int8", preprocess: Preprocess | None = None,
             num_samples: int = 200, seed: int = 0, labels: Sequence[str] | str | os.PathLike | None = None,
@@ -303,38 +331,14 @@ def convert(model: Any, calibration: Any = None, output: str | os.PathLike | Non
         if calibration is None:
             raise UsageError(f"recipe {rec.name!r} needs calibration data (-c/--calibration: an image folder, "
                              "glob, video or .npy/.npz)")
-        if isinstance(calibration, CalibrationDataset):
-            dataset = calibration
-        else:
-            dataset = CalibrationDataset(calibration, None, num_samples=num_samples, seed=seed, transform=transform)
-        dataset.check()  # before TensorFlow loads: bad sources fail in milliseconds
+        dataset = calibration_dataset(calibration, num_samples=num_samples, seed=seed, transform=transform)
     elif calibration is not None:
         warnings.append(f"recipe {rec.name!r} does not use calibration data; ignoring it")
 
     eval_set = _accuracy_target_data(rec, max_accuracy_drop, eval_data)  # validated before TensorFlow loads
-    tf = import_tensorflow()
-    opts = dict(preprocess_options or {})
-    keras_model = _load_keras(desc) if kind == "keras_file" else (model if kind == "keras_model" else None)
-    with tempfile.TemporaryDirectory(prefix="edgeq-export-") as tmp:
-        if kind == "saved_model":
-            saved_dir = desc
-            opts["_saved_model_shape"] = _saved_model_input_shape(tf, desc)
-        else:
-            saved_dir = os.path.join(tmp, "saved_model")
-            with quiet_native_stderr(quiet):
-                try:
-                    keras_model.export(saved_dir, verbose=False)
-                except TypeError:
-                    keras_model.export(saved_dir)
-        pre = infer_preprocess(keras_model, kind, preprocess, opts, warnings)
-        if dataset is not None:
-            if dataset.preprocess is None:
-                dataset.preprocess = pre
-            elif preprocess is None:
-                pre = dataset.preprocess
-        rep = _with_progress(dataset, progress) if dataset is not None else None
-        converter = tf.lite.TFLiteConverter.from_saved_model(saved_dir)
-        _configure(tf, converter, rec, rep)
+    with prepared_converter(model, dataset, rec, preprocess, preprocess_options, quiet=quiet,
+                            warnings=warnings, progress=progress) as prep:
+        tf, converter, rep, pre = prep.tf, prep.converter, prep.representative, prep.preprocess
         accuracy = None
         with quiet_native_stderr(quiet) as native_log:
             try:
@@ -355,7 +359,7 @@ def convert(model: Any, calibration: Any = None, output: str | os.PathLike | Non
             raise err
         if err is not None:
             raise _explain_failure(err, native_log, rec) from err
-        float_bytes = _float_weights_bytes(keras_model, kind, saved_dir)
+        float_bytes = _float_weights_bytes(prep.keras_model, kind, prep.saved_dir)
 
     if dataset is not None and dataset.skipped:
         warnings.append(f"calibration: skipped {len(dataset.skipped)} unreadable sample(s), e.g. "

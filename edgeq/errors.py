@@ -52,3 +52,17 @@ class SourceError(EdgeqError):
 
 class ToolNotFoundError(EdgeqError):
     """An external tool (e.g. edgetpu_compiler) is not installed."""
+
+
+class CompilerError(ConversionError):
+    """edgetpu_compiler ran but failed, timed out, or produced no usable model."""
+
+
+class NotMappedError(EdgeqError):
+    """The model would not run fully on the Edge TPU (``edgeq edgetpu check`` exits with 3)."""
+
+    exit_code = 3
+
+
+class SinkError(EdgeqError):
+    """A sink cannot be created or written (unsupported container, no GUI, disk full)."""

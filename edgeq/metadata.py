@@ -90,7 +90,6 @@ def pack_model(model_t: Any) -> bytes:
     """Serialise a schema ModelT object back to .tflite bytes."""
     import flatbuffers
 
-    schema = _schema()
     builder = flatbuffers.Builder(1024)
     builder.Finish(model_t.Pack(builder), file_identifier=b"TFL3")
     return bytes(builder.Output())

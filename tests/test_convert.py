@@ -1,14 +1,12 @@
 """The converter on the bundled real model: recipes, full-integer check, accuracy, safety of outputs."""
-import json
-import os
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 
-from conftest import BUNDLED_KERAS, BUNDLED_LABELS, CALIBRATION_DIR, ROOT
-from edgeq.errors import CalibrationError, ConversionError, OutputExistsError, UsageError
+from conftest import BUNDLED_KERAS, BUNDLED_LABELS, CALIBRATION_DIR
+from edgeq.errors import ConversionError, OutputExistsError, UsageError
 from edgeq.modelinfo import inspect_model
 from edgeq.recipes import Recipe
 

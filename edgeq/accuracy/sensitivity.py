@@ -15,13 +15,11 @@ import dataclasses
 import io
 import math
 import os
-import tempfile
 import warnings
 from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from ..calibration import CalibrationDataset
 from ..errors import UsageError
 from ..preprocess import Preprocess
 from ..recipes import Recipe, get_recipe
@@ -98,38 +96,18 @@ def open_converter(model: Any, calibration: Any, rec: Recipe, preprocess: Prepro
                    preprocess_options: dict[str, Any] | None, num_samples: int, seed: int,
                    quiet: bool = True) -> Iterator[tuple[Any, Any, Callable, Preprocess]]:
     """(tf, configured TFLiteConverter, representative dataset, preprocessing) as edgeq.convert sets them up."""
-    from ..converter import (_configure, _load_keras, _saved_model_input_shape, describe_source_model,
-                             import_tensorflow, infer_preprocess, quiet_native_stderr)
+    from ..converter import calibration_dataset, prepared_converter
 
-    kind, desc = describe_source_model(model)
-    dataset = calibration if isinstance(calibration, CalibrationDataset) else CalibrationDataset(
-        calibration, None, num_samples=num_samples, seed=seed)
-    tf = import_tensorflow()
-    opts = dict(preprocess_options or {})
-    keras_model = _load_keras(desc) if kind == "keras_file" else (model if kind == "keras_model" else None)
-    with tempfile.TemporaryDirectory(prefix="edgeq-analyze-") as tmp:
-        if kind == "saved_model":
-            saved_dir = desc
-            opts["_saved_model_shape"] = _saved_model_input_shape(tf, desc)
-        else:
-            saved_dir = os.path.join(tmp, "saved_model")
-            with quiet_native_stderr(quiet):
-                keras_model.export(saved_dir, verbose=False)
-        pre = infer_preprocess(keras_model, kind, preprocess, opts, [])
-        if dataset.preprocess is None:
-            dataset.preprocess = pre
-        dataset.check()
-        rep = dataset.batches()
-        converter = tf.lite.TFLiteConverter.from_saved_model(saved_dir)
-        _configure(tf, converter, rec, rep)
-        yield tf, converter, rep, dataset.preprocess
+    dataset = calibration_dataset(calibration, num_samples=num_samples, seed=seed)
+    with prepared_converter(model, dataset, rec, preprocess, preprocess_options, quiet=quiet) as prep:
+        yield prep.tf, prep.converter, prep.representative, prep.preprocess
 
 
 def analyze(model: Any, calibration: Any, *, recipe: str | Recipe = "int8", preprocess: Preprocess | None = None,
             preprocess_options: dict[str, Any] | None = None, num_samples: int = 200, seed: int = 0,
             quiet: bool = True, progress: Callable[[str], None] | None = None) -> AnalysisReport:
     """Per-layer quantization sensitivity of a float Keras/SavedModel model on calibration data."""
-    from ..converter import quiet_native_stderr
+    from .._native import quiet_native_stderr
 
     rec = recipe if isinstance(recipe, Recipe) else get_recipe(recipe)
     check_recipe(rec)

@@ -1,7 +1,9 @@
 """Options and helpers shared by the commands (preprocessing options, --json output)."""
 from __future__ import annotations
 
-from typing import Any, Callable
+import contextlib
+import sys
+from typing import Any, Callable, Iterator
 
 import click
 
@@ -62,3 +64,24 @@ def emit_json(obj: Any, path: str | None) -> None:
     text = dump_json(obj, path)
     if path == "-":
         click.echo(text, nl=False)
+
+
+@contextlib.contextmanager
+def progress_bar(ctx: Any, label: str) -> Iterator[Callable[[int, int], None]]:
+    """A `progress(done, total)` callback drawing a click progress bar on stderr (none with --quiet)."""
+    bar = None
+
+    def progress(done: int, total: int) -> None:
+        nonlocal bar
+        if ctx.quiet:
+            return
+        if bar is None:
+            bar = click.progressbar(length=total, label=label, file=sys.stderr)
+            bar.__enter__()
+        bar.update(done - bar.pos)
+
+    try:
+        yield progress
+    finally:
+        if bar is not None:
+            bar.__exit__(None, None, None)

@@ -1,12 +1,10 @@
 """`edgeq convert`: quantize a float model with calibration data."""
 from __future__ import annotations
 
-import sys
-
 import click
 
 from ..recipes import RECIPES, Recipe
-from .common import emit_json, json_option, preprocess_kwargs, preprocess_options
+from .common import emit_json, json_option, preprocess_kwargs, preprocess_options, progress_bar
 
 
 def format_result(r) -> str:
@@ -86,26 +84,12 @@ def command(ctx, model, calib, output, recipe, recipe_file, num_samples, seed, l
     rec = Recipe.load(recipe_file) if recipe_file else (recipe or ("uint8" if target == "edgetpu" else "int8"))
     opts = preprocess_kwargs(input_size, color, value_range, mean, std, resize)
 
-    bar = None
-
-    def progress(i: int, total: int) -> None:
-        nonlocal bar
-        if ctx.quiet:
-            return
-        if bar is None:
-            bar = click.progressbar(length=total, label="calibrating", file=sys.stderr)
-            bar.__enter__()
-        bar.update(1)
-
-    try:
+    with progress_bar(ctx, "calibrating") as progress:
         result = convert(model, calib, output, recipe=rec, num_samples=num_samples, seed=seed, labels=labels,
                          task=task, per_tensor=per_tensor, float_io=float_io,
                          allow_float_fallback=allow_float_fallback, force=force, preprocess_options=opts,
                          progress=progress, quiet=not ctx.verbose, target=target,
                          max_accuracy_drop=max_accuracy_drop, eval_data=eval_data, range_method=range_method)
-    finally:
-        if bar is not None:
-            bar.__exit__(None, None, None)
     for w in result.warnings:
         ctx.warn(w)
     click.echo(format_result(result), err=json_path == "-")

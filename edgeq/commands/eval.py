@@ -1,11 +1,9 @@
 """`edgeq eval`: accuracy of quantized models against the float reference, side by side."""
 from __future__ import annotations
 
-import sys
-
 import click
 
-from .common import emit_json, json_option, preprocess_kwargs, preprocess_options
+from .common import emit_json, json_option, preprocess_kwargs, preprocess_options, progress_bar
 
 
 @click.command("eval")
@@ -35,23 +33,9 @@ def command(ctx, reference, candidates, data, limit, seed, batch, num_threads, i
     if batch <= 0:
         raise click.BadParameter("must be positive", param_hint="--batch")
     opts = preprocess_kwargs(input_size, color, value_range, mean, std, resize)
-    bar = None
-
-    def progress(done: int, total: int) -> None:
-        nonlocal bar
-        if ctx.quiet:
-            return
-        if bar is None:
-            bar = click.progressbar(length=total, label="evaluating", file=sys.stderr)
-            bar.__enter__()
-        bar.update(done - bar.pos)
-
-    try:
+    with progress_bar(ctx, "evaluating") as progress:
         report = evaluate(reference, list(candidates), data, preprocess_options=opts, batch=batch,
                           num_threads=num_threads, limit=limit, seed=seed, progress=progress)
-    finally:
-        if bar is not None:
-            bar.__exit__(None, None, None)
     for w in report.warnings:
         ctx.warn(w)
     click.echo(format_report(report), err=json_path == "-")

@@ -3,8 +3,9 @@
 Nothing here imports TensorFlow; the compiler is an external program found on PATH.
 The runtime uses ``is_edgetpu_compiled`` to require the edgetpu delegate for compiled models.
 """
-from .check import EdgeTpuReport, NotMappedError, OpVerdict, check_model, format_report, is_edgetpu_compiled
-from .compiler import CompileResult, CompilerError, CompilerLog, compile_model, find_compiler, parse_compiler_log
+from ..errors import CompilerError, NotMappedError
+from .check import EdgeTpuReport, OpVerdict, check_model, format_report, is_edgetpu_compiled
+from .compiler import CompileResult, CompilerLog, compile_model, find_compiler, parse_compiler_log
 from .ops import DEFAULT_RUNTIME_VERSION, EDGETPU_CUSTOM_OP, ON_CHIP_CACHE_BYTES, SUPPORTED_OPS, OpRule
 from .shapes import FreezeResult, freeze_shapes, freeze_shapes_bytes
 

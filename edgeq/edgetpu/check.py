@@ -28,7 +28,6 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import EdgeqError
 from ..tflite_format import ModelFile, TensorInfo, load_model_file
 from .ops import (DEFAULT_RUNTIME_VERSION, EDGETPU_CUSTOM_OP, ON_CHIP_CACHE_BYTES, REPLACEMENTS, OpContext,
                   non_unit_dims, rule_for)
@@ -43,12 +42,6 @@ CERTAINTY_NOTE = ("'not mapped' verdicts from Coral's documented rules are certa
                   "estimate (the compiler may still decline an op for unpublished reasons, e.g. size-dependent "
                   "Reshape/Resize); the parameter memory figure is an estimate. Run 'edgeq edgetpu compile' "
                   "on an x86-64 Debian/Ubuntu machine for the compiler's own verdict.")
-
-
-class NotMappedError(EdgeqError):
-    """The model would not run fully on the Edge TPU (``edgeq edgetpu check`` exits with 3)."""
-
-    exit_code = 3
 
 
 @dataclasses.dataclass(frozen=True)

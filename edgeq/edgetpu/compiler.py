@@ -38,7 +38,7 @@ import subprocess
 import tempfile
 from typing import Any
 
-from ..errors import ConversionError, ToolNotFoundError, UsageError
+from ..errors import CompilerError, ToolNotFoundError, UsageError
 from ..fileio import check_output, write_bytes_atomic, write_text_atomic
 from ..tflite_format import load_model_file
 from .check import EdgeTpuReport, OpVerdict, check_model, is_edgetpu_compiled
@@ -52,10 +52,6 @@ INSTALL_HINT = (
     "(deb https://packages.cloud.google.com/apt coral-edgetpu-stable main, with Google's apt key) and install "
     "the package 'edgetpu-compiler' (see coral.ai/docs/edgetpu/compiler/), or use Coral's web-based compiler "
     "notebook on Google Colab. edgeq never installs it itself. 'edgeq edgetpu check' works without it.")
-
-
-class CompilerError(ConversionError):
-    """edgetpu_compiler ran but failed, timed out, or produced no usable model."""
 
 
 @dataclasses.dataclass(frozen=True)

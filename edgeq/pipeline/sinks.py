@@ -15,17 +15,13 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import EdgeqError, UsageError
+from ..errors import SinkError, UsageError
 from ..fileio import to_jsonable
 from .postprocess import Classification, Detections
 from .report import FrameResult
 
 # Container (by extension) -> FourCC that OpenCV's FFmpeg backend writes here (H.264 does not).
 VIDEO_CODECS = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "MJPG"}
-
-
-class SinkError(EdgeqError):
-    """A sink cannot be created or written (unsupported container, no GUI, disk full)."""
 
 
 class Sink(abc.ABC):

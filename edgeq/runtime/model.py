@@ -14,6 +14,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .._native import quiet_native_stderr
 from ..errors import DataError, DelegateError, DelegateUnavailableError, ModelError, UsageError
 from ..metadata import EdgeqMetadata, read_metadata
 from ..modelinfo import TensorSpec
@@ -441,9 +442,13 @@ def _load_interpreter(be: Backend, data: bytes, mf: ModelFile, source: str, dele
     if external:
         kwargs["experimental_delegates"] = external
     try:
-        interpreter = be.interpreter_class(**kwargs)
-        ops_before = _ops(interpreter)
-        interpreter.allocate_tensors()
+        # "INFO: Created TensorFlow Lite XNNPACK delegate" and friends: shown with --verbose only.
+        with quiet_native_stderr(not log.isEnabledFor(logging.DEBUG)) as native_log:
+            interpreter = be.interpreter_class(**kwargs)
+            ops_before = _ops(interpreter)
+            interpreter.allocate_tensors()
+        for line in native_log:
+            log.debug("%s", line)
     except (RuntimeError, ValueError) as exc:
         msg = str(exc).strip()
         if "unresolved custom op" in msg:
