@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from conftest import BUNDLED_KERAS, BUNDLED_LABELS, CALIBRATION_DIR
-from edgeq.errors import ConversionError, OutputExistsError, UsageError
+from edgeq.errors import ConversionError, ModelError, OutputExistsError, UsageError
 from edgeq.modelinfo import inspect_model
 from edgeq.recipes import Recipe
 
@@ -210,3 +210,23 @@ def test_keras_application_converts_to_full_int8_and_runs(tmp_path):
     want = np.asarray(model(imgs[:1]))
     assert got.shape == (1, 10)
     assert np.abs(got - want).max() < 0.05 and abs(got.sum() - 1.0) < 0.05
+
+
+def test_h5_and_saved_model_inputs(tmp_path):
+    """The other documented inputs: a legacy .h5 file and a SavedModel directory (input size read from
+    its serving signature)."""
+    import keras
+    from edgeq.converter import convert
+    model = keras.models.load_model(BUNDLED_KERAS, compile=False)
+    h5 = tmp_path / "m.h5"
+    model.save(h5)
+    saved = tmp_path / "saved"
+    model.export(str(saved), verbose=False)
+    results = [convert(str(src), str(CALIBRATION_DIR), tmp_path / f"{name}.tflite", num_samples=20)
+               for name, src in (("h5", h5), ("saved", saved))]
+    for res in results:
+        assert res.report.full_integer and res.report.inputs[0].shape == (1, 28, 28, 1)
+        assert res.preprocess.color == "GRAY" and res.preprocess.width == 28
+    assert len(results[1].report.metadata.source_sha256) == 64
+    with pytest.raises(ModelError, match="saved_model.pb"):
+        convert(str(tmp_path), str(CALIBRATION_DIR), tmp_path / "x.tflite")

@@ -9,7 +9,7 @@ import pytest
 
 from edgeq.errors import UsageError
 
-from edgeq.pipeline import (JsonLinesSink, Pipeline, RunOptions, Sink, SourceOptions, StreamSource,
+from edgeq.pipeline import (Frame, JsonLinesSink, Pipeline, RunOptions, Sink, Source, SourceOptions, StreamSource,
                             SyntheticSource, VideoFileSource, VideoSink, format_report)
 
 pytestmark = pytest.mark.convert
@@ -244,3 +244,37 @@ def test_yolo_detections_mapped_through_the_letterbox_end_to_end(yolo_model, vte
             assert d["box"] == pytest.approx(expected[d["class_id"]], abs=2.5)  # int8 output step ~0.17 px x 12
             assert d["score"] == pytest.approx(0.81, abs=0.1)
     assert count_video_frames(video) == 10
+
+
+class ListSource(Source):
+    """Frames from a list (a stand-in for a camera whose driver returns an odd buffer now and then)."""
+
+    kind = "list"
+
+    def __init__(self, images):
+        super().__init__("list of frames")
+        self._images = list(images)
+
+    def _open(self) -> None:
+        self._i = 0
+
+    def read(self):
+        if self._i >= len(self._images):
+            return None
+        self._i += 1
+        return Frame(self._images[self._i - 1], self._i, time.monotonic(), 0.0)
+
+
+@pytest.mark.parametrize("mode", ["every-frame", "realtime"])
+def test_frames_preprocessing_cannot_take_are_skipped_and_counted(model, mode):
+    import numpy as np
+    good = np.full((48, 64, 3), 128, np.uint8)
+    bad = np.zeros((48, 64, 2), np.uint8)          # two channels: no colour conversion can take it
+    frames = [good, bad, good, bad, good]
+    r = Pipeline(model, ListSource(frames), options=RunOptions(mode=mode)).run()
+    assert r.stop_reason == "end_of_input" and r.frames_captured == 5
+    if mode == "every-frame":
+        assert (r.frames_corrupt, r.frames_processed, r.frames_dropped) == (2, 3, 0)
+    else:  # all 5 arrive at once: the newest-frame slot drops what inference cannot reach
+        assert r.frames_processed >= 1
+        assert r.frames_processed + r.frames_dropped + r.frames_corrupt == 5

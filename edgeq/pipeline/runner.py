@@ -24,7 +24,7 @@ import threading
 import time
 from typing import Any, Callable, Iterator, Sequence
 
-from ..errors import SourceError, UsageError
+from ..errors import PreprocessError, SourceError, UsageError
 from .postprocess import FrameContext, get_postprocess, infer_postprocess
 from .report import FrameResult, LiveStatus, RunReport
 from .sinks import Sink
@@ -129,6 +129,7 @@ class Pipeline:
         self._captured = RateMeter()
         self._processed = RateMeter()
         self._duplicates = 0
+        self._unusable = 0  # frames the preprocessing could not take (skipped and counted as corrupt)
         self._slot = LatestFrameSlot()
         self._capture_q: queue.Queue = queue.Queue(options.queue_size)
         self._prep_q: queue.Queue = queue.Queue(options.queue_size)
@@ -212,9 +213,16 @@ class Pipeline:
             if self.mode != "realtime":
                 self._put_end(self._capture_q)
 
-    def _prepare(self, frame: Frame) -> tuple[Any, Any, float]:
+    def _prepare(self, frame: Frame) -> tuple[Any, Any, float] | None:
+        """(tensor, transform, ms), or None for a frame preprocessing cannot take (skipped, counted)."""
         t0 = time.perf_counter()
-        tensor, transform = self.model.prepare_with_transform(frame.image, self.options.input_color)
+        try:
+            tensor, transform = self.model.prepare_with_transform(frame.image, self.options.input_color)
+        except PreprocessError as exc:
+            self._unusable += 1
+            if self._unusable == 1:
+                log.warning("skipping frame %d (and counting further ones as corrupt): %s", frame.seq, exc)
+            return None
         return tensor, transform, (time.perf_counter() - t0) * 1e3
 
     def _preprocess_loop(self) -> None:
@@ -228,7 +236,8 @@ class Pipeline:
                     continue
                 if frame is _END:
                     break
-                if not self._put(self._prep_q, (frame, *self._prepare(frame))):
+                prepared = self._prepare(frame)
+                if prepared is not None and not self._put(self._prep_q, (frame, *prepared)):
                     break
         except BaseException as exc:  # noqa: BLE001
             self._errors.append(exc)
@@ -259,7 +268,10 @@ class Pipeline:
         """(frame, tensor, transform, preprocess ms), _END, or None on timeout."""
         if self.mode == "realtime":
             frame = self._slot.take(_POLL_S)
-            return frame if frame is None or frame is _END else (frame, *self._prepare(frame))
+            if frame is None or frame is _END:
+                return frame
+            prepared = self._prepare(frame)
+            return None if prepared is None else (frame, *prepared)
         try:
             return self._prep_q.get(timeout=_POLL_S)
         except queue.Empty:
@@ -362,7 +374,7 @@ class Pipeline:
             delegate=str(getattr(rep, "delegate", "") or "unknown"), delegate_report=rep_dict,
             threads=self.threads, source_fps=self._captured.fps, source_fps_nominal=self.source.nominal_fps,
             frames_captured=captured, frames_processed=processed, frames_dropped=self._dropped(),
-            frames_duplicate=self._duplicates, frames_corrupt=self.source.corrupt_frames,
+            frames_duplicate=self._duplicates, frames_corrupt=self.source.corrupt_frames + self._unusable,
             frames_unprocessed=max(0, captured - processed - self._slot.dropped),
             reconnects=self.source.reconnects, fps=self._processed.fps, duration_s=duration,
             stages={name: rec.summary() for name, rec in self._stages.items()}, latency_ms=self._age.summary(),
