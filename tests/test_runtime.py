@@ -55,6 +55,17 @@ def test_auto_records_every_step_and_lands_on_xnnpack():
         assert d["delegate"] == "xnnpack" and d["attempts"][0]["name"] == "edgetpu"
 
 
+def test_auto_never_loads_a_vulkan_driver_into_this_process():
+    """`auto` probes Vulkan in a child: a driver mapped here would crash a later `import tensorflow`."""
+    code = ("import edgeq, sys\n"
+            "m = edgeq.load(sys.argv[1])\n"
+            "maps = open('/proc/self/maps').read()\n"
+            "print('GPU-REASON', m.delegate_report.attempts[1].reason)\n"
+            "print('VULKAN-MAPPED', 'libvulkan' in maps or 'lvp' in maps)\n")
+    out = subprocess.run([sys.executable, "-c", code, str(INT8)], capture_output=True, text=True, check=True).stdout
+    assert "GPU-REASON" in out and "VULKAN-MAPPED False" in out
+
+
 def test_xnnpack_takes_the_whole_float_model():
     with load(FLOAT, delegate="xnnpack", num_threads=1) as m:
         assert m.delegate_report.delegated_nodes == m.delegate_report.total_nodes == 12

@@ -6,6 +6,7 @@ bounds-checked reader, so a truncated or hostile file is a ``ModelError``, never
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import os
 import sys
@@ -358,13 +359,20 @@ def _load_auto(be: Backend, data: bytes, mf: ModelFile, source: str, num_threads
     return engine, fields
 
 
+@functools.lru_cache(maxsize=1)
+def _probe_vulkan_adapters() -> tuple[dl.VulkanAdapter, ...] | None:
+    return dl.vulkan_adapters_in_child()
+
+
 def _gpu_unusable_reason(be: Backend) -> str | None:
     if not be.has_compiled_model:
         return f"the GPU accelerator needs ai-edge-litert (backend is {be.name})"
     if "tensorflow" in sys.modules:
         return ("not probed: TensorFlow is imported in this process, and Vulkan drivers built on LLVM (Mesa's "
                 "lavapipe) crash next to it; use a process without TensorFlow for the GPU")
-    adapters = dl.vulkan_adapters()
+    # Probed in a child process (once): a Vulkan driver loaded into this process would crash a
+    # later `import tensorflow` here, and `auto` must not make that choice for the user.
+    adapters = _probe_vulkan_adapters()
     if adapters is None:
         return "no Vulkan loader (libvulkan) installed"
     if not adapters:
