@@ -15,7 +15,6 @@ cached under build/.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import pathlib
 import statistics
@@ -119,7 +118,9 @@ def main() -> int:
               f"{p['preprocess_ms']:.2f}, postprocess {p['postprocess_ms']:.2f}; CPU {p['cpu_percent']:.0f} % "
               f"of one core; delegate {p['delegate']}")
     if args.json:
-        pathlib.Path(args.json).write_text(json.dumps(results, indent=2))
+        from edgeq.fileio import dump_json
+
+        dump_json(results, args.json)
     return 0
 
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import glob
-import json
 import os
 import pathlib
 import statistics
@@ -30,6 +29,7 @@ import numpy as np
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from edgeq.fileio import dump_json  # noqa: E402
 from edgeq.preprocess import Preprocess  # noqa: E402
 from edgeq.runtime import load  # noqa: E402
 
@@ -245,7 +245,7 @@ def main() -> None:
             results[f"gpu_{name}"] = r
             print(f"GPU {name}: " + ", ".join(f"{k}={v}" for k, v in r.items()))
     if args.json:
-        pathlib.Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+        dump_json(results, args.json)
 
 
 if __name__ == "__main__":

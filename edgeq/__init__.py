@@ -7,26 +7,13 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from .calibration import CalibrationDataset  # noqa: E402
+from .converter import ConversionResult, convert  # noqa: E402  (TensorFlow is imported inside convert())
 from .errors import EdgeqError  # noqa: E402
 from .metadata import EdgeqMetadata, read_metadata  # noqa: E402
 from .modelinfo import inspect_model  # noqa: E402
 from .preprocess import Preprocess  # noqa: E402
 from .recipes import RECIPES, Recipe  # noqa: E402
+from .runtime import EdgeModel, load  # noqa: E402  (the interpreter backend is imported inside load())
 
-
-def convert(*args, **kwargs):
-    """Quantize a float model; see :func:`edgeq.converter.convert`."""
-    from .converter import convert as _convert
-
-    return _convert(*args, **kwargs)
-
-
-def load(*args, **kwargs):
-    """Load a .tflite model for inference; see :func:`edgeq.runtime.load`."""
-    from .runtime import load as _load
-
-    return _load(*args, **kwargs)
-
-
-__all__ = ["CalibrationDataset", "EdgeqError", "EdgeqMetadata", "Preprocess", "RECIPES", "Recipe",
-           "convert", "inspect_model", "load", "read_metadata", "__version__"]
+__all__ = ["CalibrationDataset", "ConversionResult", "EdgeModel", "EdgeqError", "EdgeqMetadata", "Preprocess",
+           "RECIPES", "Recipe", "convert", "inspect_model", "load", "read_metadata", "__version__"]

@@ -66,6 +66,7 @@ class BenchResult:
     warmup: int = 0
     backend: str = ""
     input_dtype: str = ""
+    input_shape: tuple[int, ...] = ()
     samples_ms: tuple[float, ...] = ()
     skipped: tuple[str, ...] = ()  # delegates tried before the one used, with the reason
     error: str | None = None
@@ -83,6 +84,7 @@ class BenchResult:
             "throughput_fps": _r(self.throughput_fps, 2), "peak_rss_mb": _r(self.peak_rss_mb, 1),
             "delegated_nodes": self.delegated_nodes, "total_nodes": self.total_nodes,
             "runs": self.runs, "warmup": self.warmup, "backend": self.backend, "input_dtype": self.input_dtype,
+            "input_shape": list(self.input_shape),
             "skipped": list(self.skipped), "error": self.error, "warnings": list(self.warnings),
         }
 
@@ -142,11 +144,12 @@ def bench_one(model: str, delegate: str, threads: int | None, runs: int = 100, w
                            throughput_fps=1000.0 / stats.mean if stats.mean > 0 else None,
                            peak_rss_mb=peak_rss_mb(), delegated_nodes=r.delegated_nodes, total_nodes=r.total_nodes,
                            runs=runs, warmup=warmup, backend=r.backend, input_dtype=m.inputs[0].dtype,
-                           samples_ms=tuple(round(s, 5) for s in samples),
-                           skipped=tuple(f"{a.name}: {a.reason}" for a in r.attempts if not a.ok))
+                           input_shape=tuple(m.inputs[0].shape), samples_ms=tuple(round(s, 5) for s in samples),
+                           skipped=tuple(f"{a.name}: {a.reason}" for a in r.attempts if not a.ok),
+                           warnings=r.warnings)
 
 
-_CHILD = "import sys; from edgeq.bench import _child_main; _child_main(sys.argv[1])"
+_CHILD = "from edgeq.bench import _child_main; _child_main(sys.argv[1])"
 
 
 def _child_main(spec_json: str) -> None:
@@ -163,18 +166,19 @@ def _child_main(spec_json: str) -> None:
 
 def _bench_isolated(model: str, delegate: str, threads: int | None, runs: int, warmup: int,
                     options: dict[str, Any], timeout: float) -> BenchResult:
+    from .runtime.delegates import child_python, describe_exit
+
     spec = json.dumps({"model": model, "delegate": delegate, "threads": threads, "runs": runs, "warmup": warmup,
                        "options": options})
     base = BenchResult(model=model, delegate=delegate, threads=threads, runs=runs, warmup=warmup)
     try:
-        proc = subprocess.run([sys.executable, "-c", _CHILD, spec], capture_output=True, text=True, timeout=timeout,
-                              env=dict(os.environ))
+        proc = subprocess.run(child_python(_CHILD) + [spec], capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         return dataclasses.replace(base, error=f"timed out after {timeout:.0f} s")
     marker = proc.stdout.rfind("@@EDGEQ-BENCH@@")
     if proc.returncode != 0 or marker < 0:
         tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        return dataclasses.replace(base, error=f"benchmark process died (exit code {proc.returncode}): {tail}")
+        return dataclasses.replace(base, error=f"benchmark process {describe_exit(proc.returncode)}: {tail}")
     d = json.loads(proc.stdout[marker + len("@@EDGEQ-BENCH@@"):])
     if d.get("error"):
         return dataclasses.replace(base, error=d["error"])
@@ -183,7 +187,9 @@ def _bench_isolated(model: str, delegate: str, threads: int | None, runs: int, w
                        first_ms=d["first_ms"], latency_ms=lat, throughput_fps=d["throughput_fps"],
                        peak_rss_mb=d["peak_rss_mb"], delegated_nodes=d["delegated_nodes"],
                        total_nodes=d["total_nodes"], runs=runs, warmup=warmup, backend=d["backend"],
-                       input_dtype=d["input_dtype"], samples_ms=tuple(d["samples_ms"]), skipped=tuple(d["skipped"]))
+                       input_dtype=d["input_dtype"], input_shape=tuple(d["input_shape"]),
+                       samples_ms=tuple(d["samples_ms"]), skipped=tuple(d["skipped"]),
+                       warnings=tuple(d["warnings"]))
 
 
 def run_benchmark(models: Sequence[str], delegates: Sequence[str], threads: Sequence[int | None], *,
@@ -191,7 +197,7 @@ def run_benchmark(models: Sequence[str], delegates: Sequence[str], threads: Sequ
                   isolate: bool = True, timeout: float = 600.0,
                   progress: Callable[[BenchResult], None] | None = None) -> list[BenchResult]:
     """Every model x delegate x threads combination; errors are recorded per combination."""
-    from .runtime.delegates import check_delegate_name
+    from .runtime.delegates import DELEGATE_OPTIONS, check_delegate_name, check_options
     from .tflite_format import load_model_file
 
     if runs < 1 or warmup < 0:
@@ -200,6 +206,15 @@ def run_benchmark(models: Sequence[str], delegates: Sequence[str], threads: Sequ
         raise UsageError("give at least one model")
     for d in delegates:
         check_delegate_name(d)
+    per_delegate = {d: options_for(d, delegate_options or {}) for d in delegates}
+    unused = sorted(set(delegate_options or {}) - {k for opts in per_delegate.values() for k in opts})
+    if unused:
+        raise UsageError(f"delegate option(s) {', '.join(unused)} are taken by none of the delegates "
+                         f"{', '.join(delegates)}; options by delegate: "
+                         + "; ".join(f"{d}: {', '.join(o) or 'none'}" for d, o in DELEGATE_OPTIONS.items())
+                         + "; an external delegate .so: any")
+    for d, opts in per_delegate.items():
+        check_options(d, opts)  # bad values are usage errors before any measurement
     for m in models:
         load_model_file(m)  # fail fast on a bad file, before any measurement
     results = []
@@ -207,10 +222,10 @@ def run_benchmark(models: Sequence[str], delegates: Sequence[str], threads: Sequ
         for delegate in delegates:
             for n in threads:
                 if isolate:
-                    r = _bench_isolated(str(model), delegate, n, runs, warmup, dict(delegate_options or {}), timeout)
+                    r = _bench_isolated(str(model), delegate, n, runs, warmup, per_delegate[delegate], timeout)
                 else:
                     try:
-                        r = bench_one(str(model), delegate, n, runs, warmup, delegate_options)
+                        r = bench_one(str(model), delegate, n, runs, warmup, per_delegate[delegate])
                     except EdgeqError as exc:
                         r = BenchResult(model=str(model), delegate=delegate, threads=n, runs=runs, warmup=warmup,
                                         error=f"{type(exc).__name__}: {exc}")
@@ -218,6 +233,15 @@ def run_benchmark(models: Sequence[str], delegates: Sequence[str], threads: Sequ
                 if progress:
                     progress(r)
     return add_warnings(results)
+
+
+def options_for(delegate: str, options: dict[str, Any]) -> dict[str, Any]:
+    """The options of a multi-delegate benchmark that this delegate takes (an external library: all)."""
+    from .runtime.delegates import DELEGATE_OPTIONS
+
+    if delegate not in DELEGATE_OPTIONS or (delegate == "gpu" and options.get("library")):
+        return dict(options)
+    return {k: v for k, v in options.items() if k in DELEGATE_OPTIONS[delegate]}
 
 
 def add_warnings(results: Sequence[BenchResult]) -> list[BenchResult]:
@@ -236,9 +260,10 @@ def add_warnings(results: Sequence[BenchResult]) -> list[BenchResult]:
                 w.append(f"wide spread: p99 {r.latency_ms.p99:.3f} ms is {r.latency_ms.p99 / r.latency_ms.p50:.1f}x "
                          "p50 (contention or thermal throttling? use more --runs, fewer threads)")
             if r.input_dtype in ("int8", "uint8"):
+                # the float counterpart: same input shape (not just any float model), delegate, threads
                 for f in results:
                     if (f.ok and f.latency_ms and f is not r and f.input_dtype.startswith("float")
-                            and f.delegate == r.delegate and f.threads == r.threads
+                            and f.input_shape == r.input_shape and f.delegate == r.delegate and f.threads == r.threads
                             and f.latency_ms.p50 < r.latency_ms.p50):
                         w.append(f"int8 is slower than float {pathlib.Path(f.model).name} ({r.latency_ms.p50:.3f} vs "
                                  f"{f.latency_ms.p50:.3f} ms p50 with {r.delegate}): this CPU/delegate lacks fast "

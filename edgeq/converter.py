@@ -254,7 +254,8 @@ class PreparedConverter:
 def prepared_converter(model: Any, dataset: CalibrationDataset | None, rec: Recipe,
                        preprocess: Preprocess | None, preprocess_options: dict[str, Any] | None, *,
                        quiet: bool = True, warnings: list[str] | None = None,
-                       progress: Callable[[int, int], None] | None = None) -> Iterator[PreparedConverter]:
+                       progress: Callable[[int, int], None] | None = None,
+                       target: str | None = None) -> Iterator[PreparedConverter]:
     """Load the model, export a SavedModel (temporary), settle the preprocessing contract and
     configure a TFLiteConverter for the recipe. The export lives until the context exits."""
     warnings = [] if warnings is None else warnings
@@ -268,8 +269,13 @@ def prepared_converter(model: Any, dataset: CalibrationDataset | None, rec: Reci
             opts["_saved_model_shape"] = _saved_model_input_shape(tf, desc)
         else:
             saved_dir = os.path.join(tmp, "saved_model")
+            export_options = {}
+            if target is not None:  # batch 1 in the signature: no run-time shape ops (Flatten's SHAPE/PACK)
+                from .edgetpu.target import export_options_for_target
+
+                export_options = export_options_for_target(tf, keras_model, target, warnings)
             with quiet_native_stderr(quiet):
-                keras_model.export(saved_dir, verbose=False)
+                keras_model.export(saved_dir, verbose=False, **export_options)
         pre = infer_preprocess(keras_model, kind, preprocess, opts, warnings)
         if dataset is not None:
             if dataset.preprocess is None:
@@ -283,7 +289,7 @@ def prepared_converter(model: Any, dataset: CalibrationDataset | None, rec: Reci
 
 
 def convert(model: Any, calibration: Any = None, output: str | os.PathLike | None = None, *,
-            recipe: str | Recipe = "int8", preprocess: Preprocess | None = None,
+            recipe: str | Recipe | None = None, preprocess: Preprocess | None = None,
             num_samples: int = 200, seed: int = 0, labels: Sequence[str] | str | os.PathLike | None = None,
             task: str = "classify", per_tensor: bool = False, float_io: bool = False,
             allow_float_fallback: bool = False, force: bool = False,
@@ -300,11 +306,12 @@ def convert(model: Any, calibration: Any = None, output: str | os.PathLike | Non
     """
     t0 = time.perf_counter()
     warnings: list[str] = []
-    rec = recipe if isinstance(recipe, Recipe) else get_recipe(recipe)
-    if target is not None:  # "edgetpu": 8-bit full integer, uint8 I/O for the default recipe, then checked
+    # Default recipe: int8, or uint8 (Coral's uint8 model I/O) with target="edgetpu"; an explicit recipe is kept.
+    rec = recipe if isinstance(recipe, Recipe) else get_recipe(recipe or ("uint8" if target == "edgetpu" else "int8"))
+    if target is not None:  # "edgetpu": 8-bit full integer, then shapes frozen and the result checked
         from .edgetpu.target import recipe_for_target
 
-        rec = recipe_for_target(rec, target, recipe, warnings)
+        rec = recipe_for_target(rec, target)
     changes: dict[str, Any] = {}
     if per_tensor:
         changes["per_channel"] = False
@@ -337,7 +344,7 @@ def convert(model: Any, calibration: Any = None, output: str | os.PathLike | Non
 
     eval_set = _accuracy_target_data(rec, max_accuracy_drop, eval_data)  # validated before TensorFlow loads
     with prepared_converter(model, dataset, rec, preprocess, preprocess_options, quiet=quiet,
-                            warnings=warnings, progress=progress) as prep:
+                            warnings=warnings, progress=progress, target=target) as prep:
         tf, converter, rep, pre = prep.tf, prep.converter, prep.representative, prep.preprocess
         accuracy = None
         with quiet_native_stderr(quiet) as native_log:

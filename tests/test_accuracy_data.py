@@ -84,3 +84,25 @@ def test_bad_sources_name_the_problem(tmp_path):
     assert not data.labelled
     with pytest.raises(DataError, match="x.png cannot be read"):
         list(data.images())
+
+
+def test_class_folders_named_by_index_map_to_those_indices_even_when_the_model_has_names(tmp_path):
+    import shutil
+
+    for index, folder in (("1", "trouser"), ("8", "bag")):
+        (tmp_path / index).mkdir()
+        for f in sorted(CALIB.glob(f"{folder}/*.png"))[:2]:
+            shutil.copy(f, tmp_path / index / f.name)
+    data = read_eval_data(tmp_path)
+    mapped = data.with_model_classes(FASHION_MNIST_LABELS, 10)
+    assert list(mapped.labels) == [1, 1, 8, 8]
+    assert list(mapped.with_model_classes(FASHION_MNIST_LABELS, 10).labels) == [1, 1, 8, 8]  # idempotent
+    assert data.name_order_warning(()) is None  # index names need no order convention
+
+
+def test_class_names_without_model_labels_fall_back_to_sorted_order_and_say_so():
+    data = read_eval_data(CALIB)
+    warning = data.name_order_warning(())
+    assert warning and "sorted name order" in warning and "--labels" in warning and str(CALIB) in warning
+    assert data.name_order_warning(FASHION_MNIST_LABELS) is None
+    assert list(data.with_model_classes((), 10).labels[:1]) == [0]  # "ankle_boot" sorts first

@@ -72,9 +72,38 @@ def test_unlabelled_data_reports_agreement_only(fashion_test):
     assert any("no labels" in w for w in report.warnings)
 
 
+def test_a_fixed_batch_model_runs_sample_by_sample_with_the_same_results(fashion_test):
+    from edgeq.accuracy.runners import TFLiteRunner
+    from edgeq.edgetpu.shapes import freeze_shapes_bytes
+
+    fixed, _ = freeze_shapes_bytes(INT8.read_bytes())
+    runner = TFLiteRunner.open(fixed, batch=64, name="<fixed>")
+    assert runner.batch == 1  # batch dimension frozen to 1: no batching possible
+    data = read_eval_data(fashion_test[0][:150], fashion_test[1][:150])
+    report = evaluate(FLOAT, [INT8, runner], data, batch=64)
+    batched, one_by_one = report.comparisons
+    assert report.models[1].top1 == report.models[2].top1
+    assert one_by_one.agreement == batched.agreement and one_by_one.sqnr_db == pytest.approx(batched.sqnr_db)
+
+
 def test_models_that_cannot_be_compared_are_refused(fashion_test):
     with pytest.raises(UsageError, match="input"):
         evaluate(FLOAT, [DATA / "add_float.tflite"], read_eval_data(fashion_test[0][:10]))
+
+
+def test_candidates_with_different_embedded_preprocessing_are_refused(fashion_test):
+    import dataclasses
+
+    from edgeq.metadata import read_metadata, with_edgeq_metadata
+
+    data = INT8.read_bytes()
+    meta = read_metadata(data)
+    assert meta is not None and meta.preprocess is not None
+    other = dataclasses.replace(meta, preprocess=meta.preprocess.replace(mean=(127.5,), std=(127.5,)))
+    with pytest.raises(UsageError, match=r"embeds preprocessing .* but .* embeds .*\[-1,1\]"):
+        evaluate(FLOAT, [INT8, with_edgeq_metadata(data, other)], read_eval_data(fashion_test[0][:10]))
+    same = evaluate(FLOAT, [INT8, with_edgeq_metadata(data, meta)], read_eval_data(fashion_test[0][:10]))
+    assert same.preprocess == meta.preprocess
 
 
 def test_cli_json_has_the_documented_keys(tmp_path, fashion_test, capsys):

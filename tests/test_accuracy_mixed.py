@@ -84,6 +84,7 @@ def test_search_stops_at_the_first_model_within_budget(hard_calibrated, fashion_
     data = read_eval_data(*fashion_test)
     easy = search_mixed_precision(cal, data, pre, 5.0)
     assert len(easy.steps) == 1 and easy.met and easy.recipe.float_nodes == () and easy.ranking == ()
+    assert "full int8 lost" in easy.recipe.notes and "0 activation" in easy.recipe.notes  # the why, saved
     tight = search_mixed_precision(cal, data, pre, 0.5)
     assert tight.met and tight.chosen == len(tight.steps) - 1
     assert all(not s.met for s in tight.steps[:-1])
@@ -101,8 +102,17 @@ def test_unreachable_target_reports_the_best_model_and_the_miss(hard_calibrated,
     assert r.recipe.float_nodes == ()
     r1 = search_mixed_precision(cal, data, pre, 0.0, max_steps=1)
     best = min(s.score.drop for s in r1.steps)
-    if not r1.met:
-        assert r1.steps[r1.chosen].score.drop == best and "MISSES" in r1.recipe.notes
+    assert not r1.met and r1.steps[r1.chosen].score.drop == best and "MISSES" in r1.recipe.notes
+
+
+def test_budget_on_class_folders_without_labels_says_how_classes_were_matched(tmp_path):
+    res = edgeq.convert(str(HARD), str(CALIB), str(tmp_path / "m.tflite"), max_accuracy_drop=5.0,
+                        eval_data=str(CALIB))
+    assert any("sorted name order" in w and "--labels" in w for w in res.warnings)
+    named = edgeq.convert(str(HARD), str(CALIB), str(tmp_path / "n.tflite"), max_accuracy_drop=5.0,
+                          eval_data=str(CALIB), labels=str(LABELS))
+    assert not any("sorted name order" in w for w in named.warnings)
+    assert named.accuracy["reference"]["top1"] > 80 > res.accuracy["reference"]["top1"]
 
 
 def test_float_nodes_from_another_model_are_refused(hard_calibrated):
@@ -179,3 +189,14 @@ def test_bundled_model_full_int8_is_within_half_a_point_on_10k(int8_model_path, 
     assert report.models[0].top1 == pytest.approx(89.82)
     assert report.comparisons[0].top1_drop <= 0.5
     assert np.isfinite(report.comparisons[0].sqnr_db)
+
+
+def test_in_memory_keras_reference_gives_the_same_report_as_its_file(int8_model_path, fashion_test):
+    import keras
+
+    data = read_eval_data(fashion_test[0][:300], fashion_test[1][:300])
+    from_file = evaluate(str(BUNDLED), [str(int8_model_path)], data)
+    in_memory = evaluate(keras.models.load_model(BUNDLED, compile=False), [str(int8_model_path)], data)
+    assert in_memory.models[0].top1 == from_file.models[0].top1
+    assert in_memory.comparisons[0].sqnr_db == pytest.approx(from_file.comparisons[0].sqnr_db)
+    assert in_memory.models[0].size_bytes > 0 and in_memory.models[0].path.startswith("<keras model")

@@ -73,13 +73,31 @@ def test_cli_bad_threads_and_missing_model(capsys, tmp_path):
 def test_cli_failed_combination_is_recorded_and_exit_code_1(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("EDGEQ_EDGETPU_LIBRARY", str(tmp_path / "libedgetpu.so.1"))
     out_json = tmp_path / "r.json"
+    # device= is an Edge TPU option: xnnpack must not get it (and fail), edgetpu must
     rc = main(["bench", INT8, "--delegate", "xnnpack,edgetpu", "--runs", "5", "--warmup", "0",
-               "--json", str(out_json)])
+               "--delegate-option", "device=usb:0", "--json", str(out_json)])
     assert rc == 1
     rows = json.loads(out_json.read_text())
     assert rows[0]["error"] is None and rows[0]["latency_ms"]["p50"] > 0
     assert "DelegateUnavailableError" in rows[1]["error"] and "libedgetpu1-std" in rows[1]["error"]
     assert "1 of 2 combination(s) failed" in capsys.readouterr().err
+
+
+def test_cli_delegate_options_no_delegate_takes_or_bad_values_are_usage_errors(capsys):
+    assert main(["bench", INT8, "--delegate", "xnnpack,cpu", "--delegate-option", "precision=fp32"]) == 2
+    err = capsys.readouterr().err
+    assert "precision are taken by none of the delegates xnnpack, cpu" in err and "gpu: precision, library" in err
+    assert main(["bench", INT8, "--delegate", "xnnpack,gpu", "--delegate-option", "precision=int4"]) == 2
+    assert "expected one of fp16, fp32" in capsys.readouterr().err
+
+
+def test_cli_plot_when_nothing_was_measured_reports_the_failure(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("EDGEQ_EDGETPU_LIBRARY", str(tmp_path / "libedgetpu.so.1"))
+    png = tmp_path / "lat.png"
+    rc = main(["bench", INT8, "--delegate", "edgetpu", "--runs", "5", "--in-process", "--plot", str(png)])
+    err = capsys.readouterr().err
+    assert rc == 1 and "1 of 1 combination(s) failed" in err and "libedgetpu1-std" in err
+    assert "not written: no combination was measured" in err and not png.exists()
 
 
 def test_plot_writes_png_or_says_matplotlib_is_missing(tmp_path, capsys):
@@ -92,11 +110,11 @@ def test_plot_writes_png_or_says_matplotlib_is_missing(tmp_path, capsys):
         assert rc == 0 and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def _result(model, delegate, dtype, p50, p99=None, first=None, delegated=5):
+def _result(model, delegate, dtype, p50, p99=None, first=None, delegated=5, shape=(1, 28, 28, 1)):
     lat = LatencyStats(min=p50 * 0.9, mean=p50, p50=p50, p90=p50, p99=p99 or p50 * 1.1, max=(p99 or p50) * 1.2, std=0.1)
     return BenchResult(model=model, delegate=delegate, threads=1, init_ms=5.0, first_ms=first or p50, latency_ms=lat,
                        throughput_fps=1000 / p50, peak_rss_mb=50.0, delegated_nodes=delegated, total_nodes=5,
-                       input_dtype=dtype)
+                       input_dtype=dtype, input_shape=shape)
 
 
 def test_suspicious_results_are_flagged():
@@ -105,14 +123,17 @@ def test_suspicious_results_are_flagged():
         _result("f.tflite", "xnnpack", "float32", p50=1.0),
         _result("g.tflite", "edgetpu", "int8", p50=1.0, delegated=0),
         _result("s.tflite", "xnnpack", "float32", p50=1.0, p99=5.0, first=400.0),
+        _result("big_q.tflite", "xnnpack", "int8", p50=9.0, shape=(1, 224, 224, 3)),  # no float 224 model
     ])
     assert any("int8 is slower than float f.tflite" in w for w in rs[0].warnings)
     assert rs[1].warnings == ()
     assert any("took no nodes" in w for w in rs[2].warnings)
     assert any("first inference 400.0 ms" in w for w in rs[3].warnings)
     assert any("wide spread" in w for w in rs[3].warnings)
+    assert not [w for w in rs[4].warnings if "int8 is slower" in w]  # not compared with unrelated float models
 
 
 def test_run_benchmark_library_in_process():
     (r,) = run_benchmark([INT8], ["cpu"], [1], runs=5, warmup=1, isolate=False)
     assert r.ok and r.delegate == "cpu" and len(r.samples_ms) == 5 and r.delegated_nodes == 0
+    assert r.input_shape == (1, 28, 28, 1) and r.to_dict()["input_shape"] == [1, 28, 28, 1]

@@ -15,7 +15,7 @@ import pytest
 
 from conftest import BUNDLED_KERAS, CALIBRATION_DIR
 from edgeq.cli import main
-from edgeq.edgetpu import check_model, freeze_shapes
+from edgeq.edgetpu import check_model, format_report, freeze_shapes
 from edgeq.preprocess import Preprocess
 from edgeq.tflite_format import load_model_file
 
@@ -71,13 +71,16 @@ def test_int8_fixture_has_dynamic_batch_and_maps_fully_once_frozen(int8_model_pa
     assert r.first_unmapped.index == 0 and r.first_unmapped.category == "dynamic_shape"
     assert "[-1, 28, 28, 1]" in r.first_unmapped.reason
     assert {v.category for v in r.ops} == {"dynamic_shape"}  # the only problem
+    # what a Coral user gets: the compiler rejects the whole model, it does not leave ops on the CPU
+    assert "dynamic-sized tensors" in r.refused and r.to_dict()["compiler_refuses"] == r.refused
+    assert r.cpu_ops_after_first_unmapped == len(r.ops) - 1 and r.supported_ops_pushed_to_cpu == 0
     from edgeq.calibration import read_image
 
     image = read_image(str(sorted((CALIBRATION_DIR / "sneaker").glob("*.png"))[0]))
     frozen = freeze_shapes(int8_model_path, tmp_path / "static.tflite", image=image)
     assert frozen.max_abs_diff == 0.0 and "real image" in frozen.verified_on
     after = check_model(frozen.output)
-    assert after.compatible and after.first_unmapped is None and after.cpu_ops == 0
+    assert after.compatible and after.first_unmapped is None and after.cpu_ops == 0 and after.refused == ""
     assert [v.op for v in after.ops] == [v.op for v in r.ops]
 
 
@@ -124,7 +127,8 @@ def test_mobilenet_v2_maps_fully(mobilenet_v2):
     assert e.tpu_ops == len(e.ops) == mobilenet_v2.report.op_count
     assert {v.op for v in e.ops} >= {"CONV_2D", "DEPTHWISE_CONV_2D", "ADD", "MEAN", "SOFTMAX", "QUANTIZE"}
     assert 100 * 1024 < e.parameter_bytes < 8 * 2**20
-    assert any("uint8 model input/output" in w for w in mobilenet_v2.warnings)  # the recipe switch is said
+    assert mobilenet_v2.recipe.name == "uint8"  # the default recipe for the Edge TPU: uint8 model I/O
+    assert [t.dtype for t in mobilenet_v2.report.inputs + mobilenet_v2.report.outputs] == ["uint8", "uint8"]
     assert not any(t.is_dynamic for t in load_model_file(mobilenet_v2.output)[1].main.tensors)
 
 
@@ -132,7 +136,9 @@ def test_mobilenet_v2_needs_runtime_13_for_its_quantize_ops(mobilenet_v2):
     r = check_model(mobilenet_v2.output, runtime_version=12)
     assert not r.compatible and r.first_unmapped.op == "QUANTIZE"
     assert r.first_unmapped.category == "runtime_version" and "13+" in r.first_unmapped.reason
-    assert r.cpu_ops_after_first_unmapped == len(r.ops) - 2  # all but the two QUANTIZE ops ride along
+    assert r.cpu_ops_after_first_unmapped == len(r.ops) - 1  # everything after the input QUANTIZE
+    assert r.supported_ops_pushed_to_cpu == len(r.ops) - 2  # all but the two QUANTIZE ops ride along
+    assert r.refused == ""  # the compiler still compiles it, with every op on the CPU
 
 
 def test_mobilenet_v3_hard_swish_stops_the_mapping(mobilenet_v3):
@@ -142,7 +148,8 @@ def test_mobilenet_v3_hard_swish_stops_the_mapping(mobilenet_v3):
     assert first.op == "HARD_SWISH" and first.category == "unsupported_op" and "minimalistic=True" in first.reason
     # what precedes the first hard-swish maps, everything depending on it runs on the CPU
     assert all(v.mapped for v in e.ops[:first.index])
-    assert e.tpu_ops == first.index and e.cpu_ops_after_first_unmapped > 50
+    assert e.tpu_ops == first.index and e.supported_ops_pushed_to_cpu > 50
+    assert e.cpu_ops_after_first_unmapped == len(e.ops) - first.index - 1 == e.cpu_ops - 1
     after = [v for v in e.ops[first.index + 1:] if v.category == "after_unmapped"]
     assert after and all(f"op #{first.index}" in v.reason for v in after)
     assert any("hard-swish" in s for s in e.suggestions)
@@ -155,6 +162,7 @@ def test_float16_model_is_not_eight_bit(float16_model):
     assert r.first_unmapped.category == "data_type" and "float" in r.first_unmapped.reason
     assert any("quantize the remaining float" in s for s in r.suggestions)
     assert any("is float32, not 8-bit" in i for i in r.issues)
+    assert "Model not quantized" in r.refused  # the compiler rejects a model with no 8-bit activations
 
 
 def test_target_edgetpu_refuses_non_integer_recipes(tmp_path):
@@ -168,8 +176,9 @@ def test_target_edgetpu_refuses_non_integer_recipes(tmp_path):
     assert not (tmp_path / "x.tflite").exists()
 
 
-def test_unequal_dilation_becomes_ops_outside_the_table(tmp_path):
-    """Conv2D(dilation_rate=(1, 2)): the converter emits SPACE_TO_BATCH_ND, which is not in Coral's table."""
+def test_unequal_dilation_breaks_the_conv2d_rule(tmp_path):
+    """Conv2D(dilation_rate=(1, 2)) exported with batch 1 stays one CONV_2D with dilation 1x2, which breaks
+    Coral's documented Conv2d limitation (same dilation in x and y); everything after it runs on the CPU."""
     import keras
 
     import edgeq
@@ -183,7 +192,67 @@ def test_unequal_dilation_becomes_ops_outside_the_table(tmp_path):
                       num_samples=8, target="edgetpu")
     e = r.edgetpu
     first = e.first_unmapped
-    assert first.op == "SPACE_TO_BATCH_ND" and first.category == "unsupported_op"
+    assert first.index == 2 and first.op == "CONV_2D" and first.category == "constraint" and first.certain
+    assert "dilation 1x2" in first.reason and "same dilation" in first.reason
     assert [v.op for v in e.ops[:first.index]] == ["QUANTIZE", "CONV_2D"] and e.tpu_ops == first.index
-    assert e.ops[-1].category == "after_unmapped"
-    assert any("SPACE_TO_BATCH_ND" in s for s in e.suggestions)
+    assert [v.category for v in e.ops[first.index + 1:]] == ["after_unmapped"] * 4  # MEAN FC SOFTMAX QUANTIZE
+    assert any("documented limitation" in s for s in e.suggestions)
+
+
+def test_explicit_int8_recipe_is_kept_for_edgetpu(tmp_path):
+    """uint8 I/O is only the default: a user who asks for the int8 recipe gets int8 model I/O."""
+    import edgeq
+
+    r = edgeq.convert(str(BUNDLED_KERAS), str(CALIBRATION_DIR), str(tmp_path / "i8.tflite"), recipe="int8",
+                      num_samples=20, target="edgetpu")
+    assert r.recipe.name == "int8" and not any("uint8" in w for w in r.warnings)
+    assert [t.dtype for t in r.report.inputs + r.report.outputs] == ["int8", "int8"]
+    assert r.edgetpu.compatible and "QUANTIZE" not in {v.op for v in r.edgetpu.ops}
+    assert r.report.inputs[0].shape_signature == (1, 28, 28, 1)
+
+
+def test_float_op_left_in_splits_the_model(tmp_path):
+    """A mixed model (MEAN kept in float): the Edge TPU runs what precedes the DEQUANTIZE, the CPU the rest."""
+    import edgeq
+    from edgeq.recipes import get_recipe
+
+    rec = get_recipe("uint8").replace(float_ops=("MEAN",))
+    r = edgeq.convert(str(BUNDLED_KERAS), str(CALIBRATION_DIR), str(tmp_path / "mixed.tflite"), recipe=rec,
+                      num_samples=20, target="edgetpu")
+    e = r.edgetpu
+    ops = [v.op for v in e.ops]
+    first = e.first_unmapped
+    assert not e.compatible and e.certain and e.refused == ""
+    assert first.op == "DEQUANTIZE" and ops[first.index + 1] == "MEAN" and "keep the model full integer" in first.reason
+    assert all(v.mapped for v in e.ops[:first.index]) and e.tpu_ops == first.index
+    assert e.ops[first.index + 1].category == "data_type"  # the float MEAN itself
+    # every op after the DEQUANTIZE runs on the CPU; FULLY_CONNECTED, SOFTMAX and the output QUANTIZE only
+    # because they depend on it
+    assert e.cpu_ops_after_first_unmapped == len(ops) - first.index - 1
+    assert e.supported_ops_pushed_to_cpu == 3 and ops[-3:] == ["FULLY_CONNECTED", "SOFTMAX", "QUANTIZE"]
+    assert any("(MEAN)" in s for s in e.suggestions)
+    assert not any("DEQUANTIZE" in s and "quantize the remaining" in s for s in e.suggestions)
+    assert any("NOT map fully" in w and "DEQUANTIZE" in w for w in r.warnings)
+
+
+def test_parameter_estimate_counts_the_int8_weights_and_flags_a_tight_cache(tmp_path):
+    """~7.4 MiB of int8 weights: under 8 MiB, but the executable's share of the SRAM makes it tight."""
+    import keras
+
+    import edgeq
+
+    inp = keras.Input((32, 32, 3))
+    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu")(inp)
+    x = keras.layers.Dense(940)(keras.layers.Flatten()(x))  # 8192 x 940 int8 weights = 7.35 MiB
+    pre = Preprocess(height=32, width=32, color="RGB", mean=(127.5,), std=(127.5,))
+    r = edgeq.convert(keras.Model(inp, x), str(CALIBRATION_DIR), str(tmp_path / "big.tflite"), preprocess=pre,
+                      num_samples=8, target="edgetpu")
+    e = r.edgetpu
+    weights = 8192 * 940 + 3 * 3 * 3 * 8  # int8, one byte each
+    biases = 4 * (940 + 8)  # int32 (the converter drops an all-zero bias)
+    assert e.compatible and weights < e.parameter_bytes <= weights + biases + 64  # + shape constants
+    # batch 1 in the export: Flatten is a constant RESHAPE, no run-time SHAPE/STRIDED_SLICE/PACK
+    assert [v.op for v in e.ops] == ["QUANTIZE", "CONV_2D", "RESHAPE", "FULLY_CONNECTED", "QUANTIZE"]
+    assert e.fits_cache and e.cache_tight and e.to_dict()["on_chip_cache_tight_estimate"] is True
+    assert any("close to the ~8 MiB on-chip cache" in s for s in e.suggestions)
+    assert "(tight; estimate)" in format_report(e, show_ops=False)

@@ -110,6 +110,17 @@ def test_parse_operation_log_file():
     assert (log.tpu_ops, log.cpu_ops) == (19, 5)
 
 
+def test_parse_stdout_without_operation_table():
+    """Without -s the compiler prints no table, and for a fully mapped model no "will run on" counts either."""
+    text = _log("mapped").split("Operator   ")[0]
+    assert "Mapped to Edge TPU" not in text
+    log = parse_compiler_log(text)
+    assert log.rows == () and log.succeeded and log.fully_mapped
+    assert (log.tpu_ops, log.cpu_ops, log.total_ops) == (67, 0, 67)
+    partial = parse_compiler_log(_log("partial").split("Operator   ")[0])
+    assert partial.rows == () and not partial.fully_mapped and (partial.tpu_ops, partial.cpu_ops) == (2, 112)
+
+
 def test_parse_garbage_is_not_success():
     log = parse_compiler_log("bash: edgetpu_compiler: cannot execute binary file: Exec format error\n")
     assert not log.succeeded and log.rows == () and log.version is None
@@ -167,6 +178,10 @@ def test_freeze_result_and_refusals(tmp_path, real_image):
     with pytest.raises(UsageError, match="dynamic height/width.*--input-size"):
         frozen_input_shape(hw, None)
     assert frozen_input_shape(hw, (160, 120)) == (1, 120, 160, 3)
+    batch_only = TensorInfo(0, "img", (1, 28, 28, 1), (-1, 28, 28, 1), "INT8", 0)
+    assert frozen_input_shape(batch_only, (28, 28)) == (1, 28, 28, 1)
+    with pytest.raises(UsageError, match="fixed height/width 28x28.*contradicts"):  # not silently ignored
+        frozen_input_shape(batch_only, (32, 28))
 
 
 # ---- the op table's documented constraints ----------------------------------------------------
@@ -303,9 +318,21 @@ def test_compile_failure_and_no_overwrite(standin_on_path, tmp_path, frozen_fash
     with pytest.raises(Exception, match="already exists"):
         compile_model(frozen_fashion, tmp_path)
     monkeypatch.setenv("EDGEQ_STANDIN_FAIL", "Model failed in Tflite interpreter.")
-    with pytest.raises(CompilerError, match="exit code 1.*Model failed in Tflite interpreter"):
+    with pytest.raises(CompilerError, match="exit code 1.*Model failed in Tflite interpreter") as info:
         compile_model(frozen_fashion, tmp_path, force=True)
     assert target.read_bytes() == before  # a failed compile replaces nothing
+    assert "pre-flight check found no problem" in str(info.value) and "edgetpu_compiler -s" in str(info.value)
+    # the error says what to do: for a dynamic-batch model, the pre-flight finding and its fix
+    with pytest.raises(CompilerError) as info:
+        compile_model(FASHION_INT8, tmp_path)
+    assert "dynamic-sized tensors" in str(info.value) and "edgeq edgetpu fix-shapes" in str(info.value)
+    assert not (tmp_path / "fashion_int8_edgetpu.tflite").exists()
+
+
+def test_compile_refuses_an_already_compiled_model(standin_on_path, tmp_path):
+    with pytest.raises(UsageError, match="already compiled.*from before edgetpu_compiler"):
+        compile_model(TEST_DATA / "edgetpu_add.tflite", tmp_path / "out")
+    assert not (tmp_path / "out").exists()
 
 
 # ---- the CLI -------------------------------------------------------------------------------------
@@ -318,9 +345,10 @@ def test_cli_check_exit_codes_and_json(frozen_fashion, tmp_path, capsys):
     assert "estimate" in " ".join(d["notes"]) and "all 12 ops would map" in err
 
     code, out, err = run_cli(["edgetpu", "check", FASHION_INT8, "--json", tmp_path / "r.json"], capsys)
-    assert code == 3 and "would not map fully" in err and "Traceback" not in err
+    assert code == 3 and "edgetpu_compiler would refuse" in err and "Traceback" not in err
+    assert "verdict: edgetpu_compiler would REFUSE the whole model" in out
     d = json.loads((tmp_path / "r.json").read_text())
-    assert d["compatible"] is False and d["verdict_certain"] is True
+    assert d["compatible"] is False and d["verdict_certain"] is True and "dynamic-sized" in d["compiler_refuses"]
     assert d["first_unmapped"]["index"] == 0 and "dynamic size" in d["first_unmapped"]["reason"]
     code, out, err = run_cli(["edgetpu", "check", tmp_path / "missing.tflite"], capsys)
     assert code == 1 and "not found" in err

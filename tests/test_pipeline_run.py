@@ -70,6 +70,10 @@ def test_every_frame_processes_all_795_vtest_frames(model, vtest_path, tmp_path)
     for stage in ("capture", "preprocess", "inference", "postprocess", "sink"):
         assert report.stages[stage].count == 795 and report.stages[stage].p50 > 0
     assert report.latency_ms.p50 > 0 and report.delegate == model.delegate_report.delegate
+    # The rate the file declares survives closing it (the report is built after the source closed).
+    assert report.source_fps_nominal == pytest.approx(10) and report.source["nominal_fps"] == pytest.approx(10)
+    assert "source declares 10.0" in format_report(report)
+    assert report.outputs == {"video": str(video), "jsonl": str(lines)}
     d = report.to_dict()
     for key in ("source_fps", "frames_captured", "frames_processed", "frames_dropped", "fps", "stages",
                 "latency_ms", "delegate", "mode"):
@@ -108,6 +112,22 @@ def test_realtime_slow_model_processes_20_fps_and_reports_the_rest_dropped(model
     assert r.frames_unprocessed <= 1
     # A frame waits at most one inference in the slot: age stays around 1-2 inference times.
     assert r.latency_ms.p50 < 120
+
+
+def test_realtime_video_of_a_slow_model_plays_at_the_source_speed(model, tmp_path):
+    from edgeq.pipeline import decode_frame_number
+
+    video = tmp_path / "slow.mp4"
+    r = realtime_run(model, 0.050, duration=2.0, sinks=[VideoSink(video)])
+    cap = cv2.VideoCapture(str(video))
+    numbers = []
+    while (ok_img := cap.read())[0]:
+        numbers.append(decode_frame_number(ok_img[1]))
+    shown = [n for i, n in enumerate(numbers) if i == 0 or n != numbers[i - 1]]
+    assert len(shown) == r.frames_processed and r.frames_dropped > 0.2 * r.frames_captured
+    # A third of the frames were dropped, yet the 30 FPS file lasts as long as the run did.
+    assert len(numbers) == pytest.approx(shown[-1] - shown[0] + 1, abs=3)
+    assert cap.get(cv2.CAP_PROP_FPS) == pytest.approx(30)
 
 
 def test_every_frame_on_a_live_source_still_reports_what_the_camera_dropped(model):
@@ -273,8 +293,23 @@ def test_frames_preprocessing_cannot_take_are_skipped_and_counted(model, mode):
     frames = [good, bad, good, bad, good]
     r = Pipeline(model, ListSource(frames), options=RunOptions(mode=mode)).run()
     assert r.stop_reason == "end_of_input" and r.frames_captured == 5
+    # Every captured frame is accounted for exactly once; a skipped frame is not "unprocessed".
+    assert r.frames_captured == r.frames_processed + r.frames_dropped + r.frames_corrupt + r.frames_unprocessed
+    assert r.frames_unprocessed == 0  # the input ended: nothing was left queued
     if mode == "every-frame":
         assert (r.frames_corrupt, r.frames_processed, r.frames_dropped) == (2, 3, 0)
     else:  # all 5 arrive at once: the newest-frame slot drops what inference cannot reach
         assert r.frames_processed >= 1
         assert r.frames_processed + r.frames_dropped + r.frames_corrupt == 5
+
+
+def test_a_run_without_a_processed_frame_reports_no_video(model, tmp_path):
+    import numpy as np
+
+    video, lines = tmp_path / "none.mp4", tmp_path / "none.jsonl"
+    bad = np.zeros((48, 64, 2), np.uint8)
+    r = Pipeline(model, ListSource([bad, bad]), [VideoSink(video), JsonLinesSink(lines)]).run()
+    assert r.frames_processed == 0 and r.frames_corrupt == 2
+    # No frame, no video file: the report must not point at one (the JSON-lines file exists, empty).
+    assert not video.exists() and r.outputs == {"jsonl": str(lines)} and lines.read_text() == ""
+    assert "video:" not in format_report(r)

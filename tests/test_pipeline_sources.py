@@ -39,6 +39,7 @@ def test_video_file_delivers_every_frame_with_sequence_and_timestamps(vtest_path
     assert all(b[1] >= a[1] for a, b in zip(frames, frames[1:]))
     assert frames[0][2] == (576, 768, 3) and src.corrupt_frames == 0 and src.failure is None
     assert src._cap is None  # released on exit
+    assert src.nominal_fps == pytest.approx(10.0) and src.info()["nominal_fps"] == pytest.approx(10.0)
 
 
 def test_truncated_video_ends_with_a_failure_not_an_exception(tmp_path, vtest_path):
@@ -188,6 +189,24 @@ def test_video_sink_writes_under_a_temp_name_and_finalises_a_playable_file(tmp_p
     while (ok_img := cap.read())[0]:
         numbers.append(decode_frame_number(ok_img[1]))
     assert numbers == list(range(12)) and cap.get(cv2.CAP_PROP_FPS) == pytest.approx(25)
+
+
+def test_realtime_video_holds_each_result_until_the_next_so_it_plays_at_real_speed(tmp_path):
+    out = tmp_path / "held.mp4"
+    sink = VideoSink(out)
+    sink.start(SyntheticSource(320, 240, fps=25), "realtime")
+    # Results for source frames 0, 1, 4 and 5 of a 25 FPS camera (2 and 3 were dropped).
+    for n in (0, 1, 4, 5):
+        image = np.full((240, 320, 3), 90, np.uint8)
+        encode_frame_number(image, n)
+        sink.write(FrameResult(n, 100.0 + n / 25, 100.1 + n / 25, {}, None, image, 25.0))
+    sink.close()
+    cap = cv2.VideoCapture(str(out))
+    numbers = []
+    while (ok_img := cap.read())[0]:
+        numbers.append(decode_frame_number(ok_img[1]))
+    # Six frames for six source frame times: frame 1 is shown until frame 4 arrives.
+    assert numbers == [0, 1, 1, 1, 4, 5] and sink.frames_written == 6
 
 
 def test_sink_errors_are_clear(tmp_path):

@@ -100,6 +100,8 @@ def test_run_rejects_wrong_shape_dtype_and_count_naming_both():
             m.run(np.zeros((1, 28, 28, 1), np.float32))
         with pytest.raises(DataError, match="expected 1 input tensor"):
             m.run([np.zeros((1, 28, 28, 1), np.int8)] * 2)
+        with pytest.raises(DataError, match=r"expects shape \[1, 28, 28, 1\] int8, got \[1, 28, 28, 1\] list"):
+            m.run([np.zeros((1, 28, 28, 1), np.int8).tolist()])  # not an array: DataError, not AttributeError
 
 
 def test_prepare_quantizes_through_the_lut_exactly():
@@ -272,3 +274,29 @@ def test_fused_lut_matches_preprocess_for_three_channels():
     assert fused.shape == (16, 16, 3)
     assert np.abs(fused.astype(int) - reference.astype(int)).max() <= 1  # float32 rounding ties only
     assert (fused == reference).mean() > 0.99
+
+
+SAME_EDGEQ_IN_CHILD = """
+import subprocess, sys
+sys.path.insert(0, sys.argv[1])
+from edgeq.runtime.delegates import child_python
+out = subprocess.run(child_python("import edgeq; print(edgeq.__file__)"), capture_output=True, text=True,
+                     check=True).stdout
+print("@@", out.strip())
+"""
+
+
+def test_child_processes_import_the_same_edgeq_as_the_parent(tmp_path):
+    """The Vulkan probe and bench's children run this edgeq, also a source checkout put on sys.path
+    (here: a copy, from a working directory holding yet another edgeq)."""
+    import shutil
+
+    source = tmp_path / "checkout"
+    shutil.copytree(pathlib.Path(edgeq.__file__).parent, source / "edgeq", ignore=shutil.ignore_patterns("__pycache__"))
+    elsewhere = tmp_path / "cwd"
+    shutil.copytree(source / "edgeq", elsewhere / "edgeq")
+    out = subprocess.run([sys.executable, "-c", SAME_EDGEQ_IN_CHILD, str(source)], capture_output=True, text=True,
+                         timeout=120, cwd=elsewhere)
+    assert out.returncode == 0, out.stderr[-2000:]
+    child_file = [x for x in out.stdout.splitlines() if x.startswith("@@ ")][-1][3:]
+    assert child_file == str(source / "edgeq" / "__init__.py")

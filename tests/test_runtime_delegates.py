@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import json
 import pathlib
 import shutil
 import subprocess
@@ -165,8 +166,25 @@ def test_delegate_not_claiming_the_tpu_op_gives_model_error(delegate_lib, stats)
 def test_edgetpu_on_uncompiled_model_warns_nothing_offloaded(delegate_lib, stats, monkeypatch, caplog):
     monkeypatch.setenv(dl.EDGETPU_LIBRARY_ENV, str(delegate_lib))
     with caplog.at_level("WARNING", logger="edgeq"):
-        load(ADD, delegate="edgetpu").close()
-    assert "nothing will be offloaded" in caplog.text
+        with load(ADD, delegate="edgetpu") as m:
+            (warning,) = m.delegate_report.warnings  # in the report, for commands to print
+    assert "nothing will be offloaded" in warning and "nothing will be offloaded" in caplog.text
+    assert m.delegate_report.to_dict()["warnings"] == [warning] and warning in m.delegate_report.describe()
+    with load(TPU_MODEL, delegate="edgetpu") as m:
+        assert m.delegate_report.warnings == ()
+
+
+def test_bench_cli_shows_the_edgetpu_warning_from_its_child_process(delegate_lib, monkeypatch, capsys, tmp_path):
+    from edgeq.cli import main
+
+    monkeypatch.setenv(dl.EDGETPU_LIBRARY_ENV, str(delegate_lib))
+    out_json = tmp_path / "r.json"
+    assert main(["bench", str(ADD), "--delegate", "edgetpu", "--runs", "3", "--warmup", "0",
+                 "--json", str(out_json)]) == 0
+    assert "nothing will be offloaded to the Edge TPU" in capsys.readouterr().err
+    (row,) = json.loads(out_json.read_text())
+    assert row["delegate"] == "edgetpu" and row["delegated_nodes"] == 2
+    assert any("nothing will be offloaded" in w for w in row["warnings"])
 
 
 def test_delegated_node_counting_recovers_partitions():

@@ -7,14 +7,17 @@ TensorFlow, which other test modules do.
 """
 from __future__ import annotations
 
+import ctypes.util
 import json
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
 
 import pytest
 
+from edgeq.errors import DelegateUnavailableError
 from edgeq.runtime import get_backend
 from edgeq.runtime.delegates import vulkan_adapters_in_child
 
@@ -31,7 +34,7 @@ out = {}
 if mode == "float":
     precision = sys.argv[3]
     images = [cv2.imread(p, cv2.IMREAD_GRAYSCALE) for p in sorted(glob.glob(sys.argv[4] + "/*/*.png"))[::19][:16]]
-    with load(data + "/fashion_float.tflite", delegate="gpu", precision=precision) as gpu, \
+    with load(data + "/fashion_float.tflite", delegate="gpu", precision=precision, num_threads=2) as gpu, \
             load(data + "/fashion_float.tflite", delegate="xnnpack") as cpu:
         out["report"] = gpu.delegate_report.to_dict()
         diffs, same_top = [], 0
@@ -104,7 +107,8 @@ def test_gpu_float_model_matches_cpu_on_real_images(precision, atol):
     rep = r["report"]
     assert rep["delegate"] == "gpu" and rep["backend"] == "ai-edge-litert"
     assert rep["delegated_nodes"] == rep["total_nodes"] == 12
-    assert rep["details"]["precision"] == precision
+    assert rep["details"]["precision"] == precision and rep["details"]["num_threads"].startswith("2 ")
+    assert rep["warnings"] == []  # fully on the GPU
     assert rep["details"]["adapter"] in {a.name for a in adapters}
     assert r["dtype"] == "float32" and r["shape"] == [1, 10] and r["n"] == 16
     assert r["max_diff"] <= atol
@@ -150,3 +154,35 @@ def test_gpu_refused_once_tensorflow_is_imported():
     gpu_attempt = [a for a in r["auto"]["attempts"] if a["name"] == "gpu"][0]
     assert not gpu_attempt["ok"] and "TensorFlow is imported" in gpu_attempt["reason"]
     assert r["auto"]["delegate"] == "xnnpack"  # and the child exited cleanly (checked in _child)
+
+
+CRASHING_DRIVER = "#include <stdlib.h>\n__attribute__((constructor)) static void crash(void) { abort(); }\n"
+AUTO_GPU_REASON = ("import sys, edgeq; m = edgeq.load(sys.argv[1]); "
+                   "print('@@', m.delegate_report.delegate, [a.reason for a in m.delegate_report.attempts "
+                   "if a.name == 'gpu'][0])")
+
+
+def test_crashing_vulkan_driver_is_reported_not_taken_for_no_adapter(tmp_path, monkeypatch):
+    """A driver that aborts while the Vulkan loader opens it: the probe says so, and auto records it."""
+    if ctypes.util.find_library("vulkan") is None:
+        pytest.skip("no Vulkan loader (libvulkan1): nothing would load the crashing driver")
+    gcc = shutil.which("gcc") or shutil.which("cc")
+    if gcc is None:
+        pytest.skip("no C compiler (gcc) to build the crashing stand-in driver")
+    (tmp_path / "crash.c").write_text(CRASHING_DRIVER)
+    lib = tmp_path / "libedgeq_crash_icd.so"
+    subprocess.run([gcc, "-shared", "-fPIC", "-o", str(lib), str(tmp_path / "crash.c")], check=True)
+    icd = tmp_path / "crash_icd.json"
+    icd.write_text(json.dumps({"file_format_version": "1.0.0",
+                               "ICD": {"library_path": str(lib), "api_version": "1.3.0"}}))
+    monkeypatch.setenv("VK_ICD_FILENAMES", str(icd))
+    monkeypatch.setenv("VK_DRIVER_FILES", str(icd))
+    with pytest.raises(DelegateUnavailableError, match="probe .* was killed by SIGABRT.*vulkaninfo"):
+        vulkan_adapters_in_child()
+    if not get_backend().has_compiled_model:
+        return  # auto does not probe Vulkan without ai-edge-litert
+    out = subprocess.run([sys.executable, "-c", AUTO_GPU_REASON, str(ROOT / "tests" / "data" / "add_float.tflite")],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    line = [x for x in out.stdout.splitlines() if x.startswith("@@ ")][-1]
+    assert line.startswith("@@ xnnpack ") and "killed by SIGABRT" in line and "no Vulkan adapter" not in line

@@ -67,27 +67,34 @@ class EvalData:
         """Map the data's labels onto the model's class indices, or explain why they don't fit."""
         if self.labels is None:
             return self
-        if self.class_names and model_labels:
+        labels, names = self.labels, self.class_names
+        if names and all(n.isdigit() for n in names):  # folders/lists named "0".."9": the names are indices
+            labels, names = np.array([int(n) for n in names], np.int64)[labels], ()
+        if names and model_labels:
             wanted = {_norm(n): i for i, n in enumerate(model_labels)}
-            missing = [n for n in self.class_names if _norm(n) not in wanted]
+            missing = [n for n in names if _norm(n) not in wanted]
             if missing:
                 raise DataError(f"labels in {self.source} do not match the model's classes: {missing[:5]} "
                                 f"are not among the model's labels ({', '.join(model_labels[:12])})")
-            table = np.array([wanted[_norm(n)] for n in self.class_names], np.int64)
-            return dataclasses.replace(self, labels=table[self.labels], class_names=tuple(model_labels))
-        if self.class_names and not all(n.isdigit() for n in self.class_names) and len(self.class_names) != num_classes:
-            raise DataError(f"{self.source} has {len(self.class_names)} classes ({', '.join(self.class_names[:10])}) "
+            table = np.array([wanted[_norm(n)] for n in names], np.int64)
+            labels, names = table[labels], tuple(model_labels)
+        elif names and len(names) != num_classes:
+            raise DataError(f"{self.source} has {len(names)} classes ({', '.join(names[:10])}) "
                             f"but the model outputs {num_classes}; and the model has no embedded labels to match "
-                            "them by name")
-        if self.class_names and all(n.isdigit() for n in self.class_names):
-            labels = np.array([int(n) for n in self.class_names], np.int64)[self.labels]
-        else:
-            labels = self.labels
+                            "them by name (convert it with --labels, or give integer labels)")
         bad = labels[(labels < 0) | (labels >= num_classes)]
         if bad.size:
             raise DataError(f"labels in {self.source} do not match the model's classes: label {int(bad[0])} is "
                             f"outside 0..{num_classes - 1} ({num_classes} outputs)")
-        return dataclasses.replace(self, labels=labels)
+        return dataclasses.replace(self, labels=labels, class_names=names)
+
+    def name_order_warning(self, model_labels: Sequence[str]) -> str | None:
+        """The fallback `with_model_classes` takes when class names cannot be matched by name, said aloud."""
+        if self.labels is None or model_labels or not self.class_names or all(n.isdigit() for n in self.class_names):
+            return None
+        return (f"no model embeds class names: the {len(self.class_names)} classes of {self.source} are taken as "
+                "output indices in sorted name order (Keras' image_dataset_from_directory convention); if the "
+                "model was trained in another order the accuracy is wrong: convert it with --labels")
 
 
 def _norm(name: str) -> str:

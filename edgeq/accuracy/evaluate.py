@@ -135,12 +135,18 @@ def resolve_preprocess(runners: Sequence[ModelRunner], options: dict[str, Any] |
                        warnings: list[str]) -> Preprocess:
     """The candidate's embedded contract (first one found), else one built from the convert options."""
     opts = {k: v for k, v in (options or {}).items() if v is not None}
-    for r in list(runners[1:]) + [runners[0]]:
-        if r.preprocess is not None:
-            if opts:
-                warnings.append(f"{r.path} embeds its preprocessing ({r.preprocess.describe()}); ignoring the "
-                                f"preprocessing options {sorted(opts)}")
-            return r.preprocess
+    embedded = [r for r in list(runners[1:]) + [runners[0]] if r.preprocess is not None]
+    for r in embedded[1:]:
+        if r.preprocess != embedded[0].preprocess:
+            raise UsageError(f"{embedded[0].path} embeds preprocessing {embedded[0].preprocess.describe()} but "
+                             f"{r.path} embeds {r.preprocess.describe()}; every model must take the same "
+                             "preprocessing: compare models converted with the same options")
+    if embedded:
+        r = embedded[0]
+        if opts:
+            warnings.append(f"{r.path} embeds its preprocessing ({r.preprocess.describe()}); ignoring the "
+                            f"preprocessing options {sorted(opts)}")
+        return r.preprocess
     shape = runners[0].input_shape
     if len(shape) != 4:
         raise UsageError(f"{runners[0].path}: input shape {list(shape)} is not an image (1,H,W,C); cannot evaluate")
@@ -167,7 +173,8 @@ def evaluate(reference: Any, candidates: Sequence[Any], data: EvalData | str | o
              progress: Callable[[int, int], None] | None = None) -> EvalReport:
     """Evaluate float REFERENCE and quantized CANDIDATES on the same data.
 
-    reference/candidates: paths (.tflite, .keras/.h5, SavedModel dir), .tflite bytes or open runners.
+    reference/candidates: paths (.tflite, .keras/.h5, SavedModel dir), .tflite bytes, an in-memory Keras
+    model (reference) or open runners.
     """
     if not candidates:
         raise UsageError("give at least one CANDIDATE model to compare with the reference")
@@ -185,8 +192,8 @@ def evaluate(reference: Any, candidates: Sequence[Any], data: EvalData | str | o
 
 
 def _as_runner(model: Any, num_threads: int | None, batch: int, i: int) -> ModelRunner:
-    if hasattr(model, "predict") and hasattr(model, "input_shape"):
-        return model
+    if hasattr(model, "predict") and hasattr(model, "preprocess") and hasattr(model, "close"):
+        return model  # already a ModelRunner (a Keras model has predict/input_shape too, but no preprocess)
     return open_runner(model, num_threads=num_threads, batch=batch, name=None if not isinstance(model, bytes)
                        else f"<model {i}>")
 
@@ -217,10 +224,9 @@ def _evaluate(runners: list[ModelRunner], dataset: EvalData, preprocess_options:
                     raise UsageError(f"{r.path} has outputs {[list(a.shape[1:]) for a in o]} but the reference "
                                      f"{ref.path} has {[list(a.shape[1:]) for a in outs[0]]}; they cannot be compared")
             if dataset.labelled:
-                if dataset.class_names and not labels_src and not all(n.isdigit() for n in dataset.class_names):
-                    warnings.append(f"no model embeds class names: the {len(dataset.class_names)} classes of "
-                                    f"{dataset.source} are taken as output indices in sorted name order "
-                                    "(Keras' image_dataset_from_directory convention)")
+                order_warning = dataset.name_order_warning(labels_src)
+                if order_warning:
+                    warnings.append(order_warning)
                 dataset = dataset.with_model_classes(labels_src, num_classes)
             stats = [_ComparisonStats(len(outs[0])) for _ in runners[1:]]
         if dataset.labelled:

@@ -202,10 +202,10 @@ def search_mixed_precision(cal: CalibratedModel, data: EvalData, pre: Preprocess
            f"tensor(s) {list(step.float_layers)} (most sensitive first, by output SQNR gain) -> "
            f"{step.score.drop:.2f} points"
            + ("" if step.met else f", MISSES the target by {step.score.drop - max_drop:.2f}"))
-    recipe = cal.recipe
+    recipe = cal.recipe.replace(notes=why)  # the "why" is saved even when full int8 already meets the budget
     if step.float_nodes:
         base = RECIPES[recipe.name].description if recipe.name in RECIPES else recipe.description
-        recipe = recipe.replace(float_nodes=step.float_nodes, notes=why,
+        recipe = recipe.replace(float_nodes=step.float_nodes,
                                 description=f"{base}; {len(step.float_nodes)} op(s) kept in float (mixed precision)")
     return MixedPrecisionResult(max_drop, metric, scorer.reference, tuple(steps), chosen, tuple(ranking), recipe,
                                 best_model)
@@ -227,6 +227,9 @@ def convert_to_budget(tf: Any, converter: Any, rec: Recipe, rep: Callable | None
     from .quantize import input_batches
     from .ranges import apply_range_method
 
+    order_warning = data.name_order_warning(labels)
+    if order_warning:
+        warnings.append(order_warning)
     cal = CalibratedModel.calibrate(tf, converter, rec)
     if rec.range_method != "minmax":
         cal = apply_range_method(cal, rec.range_method, input_batches(rep))

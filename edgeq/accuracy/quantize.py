@@ -35,9 +35,6 @@ class Layer:
     op_index: int
     float_nodes: tuple[str, ...]  # node names to denylist: the producer and every consumer
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
 
 def _io_dtype(tf: Any, rec: Recipe) -> Any:
     name = rec.effective_io_dtype

@@ -132,11 +132,15 @@ class KerasRunner:
     _fn: Any = None
 
     @classmethod
-    def open(cls, path: str | os.PathLike) -> "KerasRunner":
+    def open(cls, path: Any) -> "KerasRunner":
+        """path: .keras/.h5 file, SavedModel directory, or an in-memory Keras model."""
         from ..converter import _load_keras, describe_source_model, import_tensorflow
 
         kind, desc = describe_source_model(path)
         tf = import_tensorflow()
+        if kind == "keras_model":  # in memory: its float32 weights stand in for a file size
+            return cls(desc, int(path.count_params()) * 4, (1, *[int(d) for d in path.inputs[0].shape[1:]]), (),
+                       None, _keras_fn(path))
         p = pathlib.Path(desc)
         size = sum(f.stat().st_size for f in p.rglob("*") if f.is_file()) if p.is_dir() else p.stat().st_size
         if kind == "saved_model":
@@ -150,13 +154,7 @@ class KerasRunner:
                 return [np.asarray(out[k]) for k in sorted(out)]
             return cls(desc, size, shape, (), None, fn)
         model = _load_keras(desc)
-        shape = (1, *[int(d) for d in model.inputs[0].shape[1:]])
-
-        def kfn(x: np.ndarray) -> list[np.ndarray]:
-            y = model(x, training=False)
-            ys = y if isinstance(y, (list, tuple)) else [y]
-            return [np.asarray(v) for v in ys]
-        return cls(desc, size, shape, (), None, kfn)
+        return cls(desc, size, (1, *[int(d) for d in model.inputs[0].shape[1:]]), (), None, _keras_fn(model))
 
     def predict(self, pixels: np.ndarray, pre: Preprocess) -> list[np.ndarray]:
         x = np.stack([pre.normalize(p) for p in pixels]).astype(np.float32)
@@ -166,9 +164,17 @@ class KerasRunner:
         self._fn = None
 
 
-def open_runner(model: str | os.PathLike | bytes, num_threads: int | None = None, batch: int = 256,
+def _keras_fn(model: Any) -> Any:
+    def run(x: np.ndarray) -> list[np.ndarray]:
+        y = model(x, training=False)
+        ys = y if isinstance(y, (list, tuple)) else [y]
+        return [np.asarray(v) for v in ys]
+    return run
+
+
+def open_runner(model: Any, num_threads: int | None = None, batch: int = 256,
                 name: str | None = None) -> ModelRunner:
-    """A runner for a .tflite file/bytes, or a Keras/SavedModel float reference."""
+    """A runner for a .tflite file/bytes, or a Keras/SavedModel (path or in-memory model) float reference."""
     if isinstance(model, (bytes, bytearray)) or str(model).lower().endswith(".tflite"):
         return TFLiteRunner.open(model, num_threads=num_threads, batch=batch, name=name)
     return KerasRunner.open(model)

@@ -42,7 +42,8 @@ def _options(pairs: tuple[str, ...]) -> dict[str, str]:
 @click.option("--runs", default=100, show_default=True, type=int, help="Timed inferences per combination.")
 @click.option("--warmup", default=10, show_default=True, type=int, help="Untimed inferences after the first.")
 @click.option("--delegate-option", "delegate_options", multiple=True, metavar="KEY=VALUE",
-              help="Option for the delegate(s), e.g. device=usb:0, precision=fp32 (repeatable).")
+              help="Delegate option, e.g. device=usb:0, precision=fp32 (repeatable); each delegate "
+              "gets the options it takes (an external .so: all).")
 @click.option("--csv", "csv_path", metavar="FILE", help="Write the results as CSV.")
 @click.option("--plot", "plot_path", metavar="FILE.png", help="Box plot of latency distributions (needs matplotlib).")
 @click.option("--in-process", is_flag=True, help="Measure in this process instead of one child process per "
@@ -82,8 +83,10 @@ def command(ctx, models, delegates, threads, runs, warmup, delegate_options, csv
             ctx.warn(f"{r.model} {r.delegate} threads={r.threads or '-'}: {w}")
     if csv_path:
         write_csv(results, csv_path)
-    if plot_path:
+    if plot_path and any(r.ok for r in results):
         plot(results, plot_path)
+    elif plot_path:
+        ctx.warn(f"--plot {plot_path} not written: no combination was measured")
     emit_json([r.to_dict() for r in results], json_path)
     failed = [r for r in results if not r.ok]
     if failed:

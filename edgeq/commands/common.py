@@ -85,3 +85,12 @@ def progress_bar(ctx: Any, label: str) -> Iterator[Callable[[int, int], None]]:
     finally:
         if bar is not None:
             bar.__exit__(None, None, None)
+
+
+def report_delegate(ctx: Any, report: Any) -> None:
+    """Say which delegate runs the model, why the others were skipped, and any delegate warning."""
+    for attempt in report.attempts:
+        if not attempt.ok:
+            ctx.info(f"skipped delegate {attempt.name}: {attempt.reason}")
+    for w in getattr(report, "warnings", ()):
+        ctx.warn(w)

@@ -46,7 +46,7 @@ def format_result(r) -> str:
               help="Representative data: image folder, glob, video or .npy/.npz.")
 @click.option("-o", "--output", required=True, type=click.Path(), help="Output .tflite path.")
 @click.option("--recipe", default=None, type=click.Choice(list(RECIPES)),
-              help="Quantization recipe (default int8).")
+              help="Quantization recipe (default int8; uint8 with --target edgetpu).")
 @click.option("--recipe-file", type=click.Path(), help="Reproduce a saved recipe (JSON).")
 @click.option("--num-samples", default=200, show_default=True, type=int, help="Calibration samples.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed for sampling calibration data.")

@@ -34,11 +34,13 @@ def check_cmd(ctx, model, runtime_version, brief, json_path):
     report = check_model(model, runtime_version or DEFAULT_RUNTIME_VERSION)
     click.echo(format_report(report, show_ops=not brief), err=json_path == "-")
     emit_json(report.to_dict(), json_path)
+    if report.refused:
+        raise NotMappedError(f"edgetpu_compiler would refuse {model}: {report.refused}; see the suggestions above")
     if not report.compatible:
         first = report.first_unmapped
         where = f"first unmapped op #{first.index} {first.op}" if first else "; ".join(report.issues[:1])
         raise NotMappedError(f"{model} would not map fully to the Edge TPU ({report.cpu_ops} op(s) on the CPU; "
-                             f"{where})")
+                             f"{where}); see the suggestions above")
 
 
 @command.command("fix-shapes")

@@ -6,7 +6,7 @@ import sys
 import click
 
 from ..errors import EdgeqError, SourceError, UsageError
-from .common import (emit_json, has_preprocess_options, json_option, preprocess_for_model, preprocess_kwargs,
+from .common import (emit_json, report_delegate, has_preprocess_options, json_option, preprocess_for_model, preprocess_kwargs,
                      preprocess_options)
 
 
@@ -37,6 +37,7 @@ def _load_model(ctx, model: str, delegate: str, threads: int | None, pre_opts: d
     from ..runtime import load
 
     info = inspect_model(model)
+    _check_image_input(model, info.inputs)
     preprocess = None
     embedded = info.metadata.preprocess if info.metadata is not None else None
     if has_preprocess_options(pre_opts):
@@ -48,6 +49,15 @@ def _load_model(ctx, model: str, delegate: str, threads: int | None, pre_opts: d
         ctx.warn(f"{model} has no edgeq metadata; assuming {preprocess.describe()} "
                  "(pass --input-size/--color/--range/--mean/--std/--resize as used in training)")
     return load(model, delegate=delegate, num_threads=threads, preprocess=preprocess, **delegate_options)
+
+
+def _check_image_input(model: str, inputs) -> None:
+    """edgeq run feeds one camera frame per inference: refuse other models before loading them."""
+    shape = tuple(inputs[0].shape) if inputs else ()
+    if len(inputs) != 1 or len(shape) != 4 or shape[0] != 1 or shape[3] not in (1, 3):
+        found = ", ".join(f"{spec.name!r} {list(spec.shape)}" for spec in inputs) or "none"
+        raise UsageError(f"{model}: edgeq run needs a model with one image input [1, HEIGHT, WIDTH, 1 or 3]; "
+                         f"its inputs are {found}")
 
 
 def _status_printer(ctx):
@@ -113,6 +123,8 @@ def command(ctx, model, source, mode, delegate, delegate_option, threads, max_fr
             check_output(path, force=force, inputs=(model,))
     width, height = _camera_size(camera_size)
     src = open_source(source, SourceOptions(width=width, height=height, fps=source_fps, max_reconnects=reconnects))
+    if camera_size and src.kind != "camera":
+        ctx.warn(f"--camera-size is requested from cameras only; ignored for {src.description}")
     options = RunOptions(mode=mode, max_frames=max_frames, duration_s=duration, postprocess=postprocess)
     pre_opts = preprocess_kwargs(input_size, color, value_range, mean, std, resize)
     show_status, tty = _status_printer(ctx)
@@ -126,6 +138,7 @@ def command(ctx, model, source, mode, delegate, delegate_option, threads, max_fr
         sinks.append(JsonLinesSink(jsonl))
 
     with _load_model(ctx, model, delegate, threads, pre_opts, _parse_delegate_options(delegate_option)) as m:
+        report_delegate(ctx, m.delegate_report)
         pipeline = Pipeline(m, src, sinks, options, status=show_status, model_name=str(model), threads=threads)
         ctx.info(f"running {model} on {src.description} ({pipeline.mode}, delegate "
                  f"{getattr(m.delegate_report, 'delegate', delegate)}); Ctrl-C stops")

@@ -29,8 +29,8 @@ from typing import Any
 import numpy as np
 
 from ..tflite_format import ModelFile, TensorInfo, load_model_file
-from .ops import (DEFAULT_RUNTIME_VERSION, EDGETPU_CUSTOM_OP, ON_CHIP_CACHE_BYTES, REPLACEMENTS, OpContext,
-                  non_unit_dims, rule_for)
+from .ops import (DEFAULT_RUNTIME_VERSION, EDGETPU_CUSTOM_OP, ON_CHIP_CACHE_BYTES, REPLACEMENTS, TIGHT_CACHE_BYTES,
+                  OpContext, non_unit_dims, rule_for)
 
 EIGHT_BIT = frozenset({"INT8", "UINT8"})
 # Integer types allowed for constant tensors (biases are int32; shapes/axes int32/int64).
@@ -73,6 +73,7 @@ class EdgeTpuReport:
     suggestions: tuple[str, ...]
     parameter_bytes: int             # constant data of the ops that would map (estimate)
     already_compiled: bool = False
+    refused: str = ""                # why the compiler would reject the whole model ("" = it compiles it)
     notes: tuple[str, ...] = (CERTAINTY_NOTE,)
 
     @property
@@ -90,13 +91,19 @@ class EdgeTpuReport:
 
     @property
     def cpu_ops_after_first_unmapped(self) -> int:
-        """Supported ops pushed to the CPU only because they depend on an unmapped op."""
+        """Ops after the first unmapped op that run on the CPU, whatever the reason."""
+        first = self.first_unmapped
+        return 0 if first is None else sum(not v.mapped for v in self.ops[first.index + 1:])
+
+    @property
+    def supported_ops_pushed_to_cpu(self) -> int:
+        """Supported ops that run on the CPU only because they depend on an unmapped op."""
         return sum(v.category == "after_unmapped" for v in self.ops)
 
     @property
     def compatible(self) -> bool:
         """Every op maps (certainty: see ``notes``) and no model-level problem."""
-        return not self.issues and all(v.mapped for v in self.ops)
+        return not self.issues and not self.refused and all(v.mapped for v in self.ops)
 
     @property
     def certain(self) -> bool:
@@ -108,17 +115,23 @@ class EdgeTpuReport:
     def fits_cache(self) -> bool:
         return self.parameter_bytes <= ON_CHIP_CACHE_BYTES
 
+    @property
+    def cache_tight(self) -> bool:
+        """Under 8 MiB but so close that the executable's share of the SRAM may push parameters off-chip."""
+        return TIGHT_CACHE_BYTES < self.parameter_bytes <= ON_CHIP_CACHE_BYTES
+
     def to_dict(self) -> dict[str, Any]:
         first = self.first_unmapped
         return {
             "path": self.path, "compatible": self.compatible,
-            "verdict_certain": self.certain,
+            "verdict_certain": self.certain, "compiler_refuses": self.refused or None,
             "first_unmapped": first.to_dict() if first else None,
             "tpu_ops": self.tpu_ops, "cpu_ops": self.cpu_ops,
             "cpu_ops_after_first_unmapped": self.cpu_ops_after_first_unmapped,
+            "supported_ops_pushed_to_cpu": self.supported_ops_pushed_to_cpu,
             "runtime_version": self.runtime_version, "already_compiled": self.already_compiled,
             "parameter_bytes_estimate": self.parameter_bytes, "on_chip_cache_bytes": ON_CHIP_CACHE_BYTES,
-            "fits_on_chip_cache_estimate": self.fits_cache,
+            "fits_on_chip_cache_estimate": self.fits_cache, "on_chip_cache_tight_estimate": self.cache_tight,
             "issues": list(self.issues), "suggestions": list(self.suggestions), "notes": list(self.notes),
             "ops": [v.to_dict() for v in self.ops],
         }
@@ -273,7 +286,21 @@ def _check(mf: ModelFile, model_t: Any, path: str, runtime: int) -> EdgeTpuRepor
     params = _parameter_bytes(mf, verdicts)
     suggestions = _suggestions(verdicts, issues, params)
     return EdgeTpuReport(path=path, runtime_version=runtime, ops=tuple(verdicts), issues=tuple(issues),
-                         suggestions=tuple(suggestions), parameter_bytes=params, already_compiled=already)
+                         suggestions=tuple(suggestions), parameter_bytes=params, already_compiled=already,
+                         refused=_refusal(mf, already))
+
+
+def _refusal(mf: ModelFile, already_compiled: bool) -> str:
+    """Why edgetpu_compiler would reject the model as a whole instead of leaving some ops on the CPU."""
+    if not already_compiled and not any(t.dtype in EIGHT_BIT and t.quantized and not t.is_constant
+                                        for t in mf.main.tensors):
+        return "no 8-bit quantized activations: the compiler stops with 'Model not quantized'"
+    dynamic = next((t for g in mf.subgraphs for t in g.tensors if t.is_dynamic), None)
+    if dynamic is not None:
+        return (f"dynamic-sized tensors (e.g. {_short(dynamic)} with shape_signature "
+                f"{list(dynamic.shape_signature)}): compilation fails with 'Attempting to use a delegate that only "
+                "supports static-sized tensors with a graph that has dynamic-sized tensors'")
+    return ""
 
 
 def _io_conversion(op: Any, sg: Any) -> OpVerdict | None:
@@ -328,7 +355,8 @@ def _suggestions(verdicts: list[OpVerdict], issues: list[str], params: int) -> l
     if "dynamic_shape" in cats or any("dynamic shape" in i for i in issues):
         out.append("freeze the shapes: 'edgeq edgetpu fix-shapes MODEL -o OUT' (batch 1; pass --input-size WxH for "
                    "dynamic height/width), or convert with 'edgeq convert --target edgetpu'")
-    float_ops = sorted({v.op for v in verdicts if v.category == "data_type" and "(run-time shape" not in v.reason})
+    float_ops = sorted({v.op for v in verdicts if v.category == "data_type" and "(run-time shape" not in v.reason
+                        and v.op not in ("QUANTIZE", "DEQUANTIZE")})
     if float_ops:
         out.append(f"quantize the remaining float/16-bit op(s) ({', '.join(float_ops)}): convert with the int8 or "
                    "uint8 recipe and without --allow-float-fallback, or replace the layers int8 cannot take")
@@ -355,6 +383,10 @@ def _suggestions(verdicts: list[OpVerdict], issues: list[str], params: int) -> l
         if after:
             out.append(f"the first unmapped op is #{first.index} ({first.op}); {after} supported op(s) after it run "
                        "on the CPU: fixing it moves them back to the Edge TPU")
+    if TIGHT_CACHE_BYTES < params <= ON_CHIP_CACHE_BYTES:
+        out.append(f"parameters (~{params / 2**20:.1f} MiB) are close to the ~8 MiB on-chip cache, part of which holds "
+                   "the compiled executable: some may stream from host memory; the compiler's 'Off-chip memory used' "
+                   "line tells ('edgeq edgetpu compile')")
     if params > ON_CHIP_CACHE_BYTES:
         out.append(f"parameters (~{params / 2**20:.1f} MiB) exceed the ~8 MiB on-chip cache: the rest streams from "
                    "host memory each inference (slower); use a smaller model or pipeline segments "
@@ -378,16 +410,20 @@ def format_report(r: EdgeTpuReport, show_ops: bool = True) -> str:
     first = r.first_unmapped
     if r.compatible:
         lines.append(f"verdict: all {len(r.ops)} ops would map to the Edge TPU (estimate: the compiler decides)")
+    elif r.refused:
+        lines.append(f"verdict: edgetpu_compiler would REFUSE the whole model (certain): {r.refused}")
     else:
         lines.append(f"verdict: NOT fully mapped: {r.tpu_ops} op(s) on the Edge TPU, {r.cpu_ops} on the CPU"
                      + (" (certain)" if r.certain else " (estimate)"))
-        if first is not None:
-            lines.append(f"  first unmapped: #{first.index} {first.op}: {first.reason}")
-            lines.append(f"  {r.cpu_ops_after_first_unmapped} supported op(s) after it run on the CPU")
+    if not r.compatible and first is not None:
+        lines.append(f"  first unmapped: #{first.index} {first.op}: {first.reason}")
+        pushed = r.supported_ops_pushed_to_cpu
+        lines.append(f"  {r.cpu_ops_after_first_unmapped} op(s) after it run on the CPU"
+                     + (f", {pushed} of them supported ops that only depend on it" if pushed else ""))
     for issue in r.issues:
         lines.append(f"  issue: {issue}")
     lines.append(f"  parameters on the Edge TPU: ~{r.parameter_bytes / 1024:.1f} KiB of the ~8 MiB on-chip cache "
-                 f"({'fits' if r.fits_cache else 'does NOT fit'}; estimate)")
+                 f"({'does NOT fit' if not r.fits_cache else 'tight' if r.cache_tight else 'fits'}; estimate)")
     for s in r.suggestions:
         lines.append(f"  suggestion: {s}")
     return "\n".join(lines)

@@ -137,6 +137,7 @@ def parse_compiler_log(text: str) -> CompilerLog:
     rows: list[CompilerRow] = []
     in_table = False
     succeeded = None
+    partial = False  # "Model successfully compiled but not all operations are supported by the Edge TPU."
     for raw in text.splitlines():
         line = raw.strip()
         if not line:
@@ -154,6 +155,8 @@ def parse_compiler_log(text: str) -> CompilerLog:
             errors.append(line)
             if not line.startswith("ERROR:"):
                 succeeded = False
+        elif line.startswith("Model successfully compiled but not all operations"):
+            partial = True
         elif line.startswith("Compilation succeeded"):
             succeeded = True if succeeded is None else succeeded
         elif sep and key in ("Input model", "Input"):
@@ -195,6 +198,10 @@ def parse_compiler_log(text: str) -> CompilerLog:
         # A fully mapped model prints no "will run on" counts: derive them from the table.
         fields["tpu_ops"] = sum(r.count for r in rows if r.mapped)
         fields["cpu_ops"] = sum(r.count for r in rows if not r.mapped)
+    elif tpu is None and succeeded and not partial and fields.get("total_ops") is not None \
+            and (fields.get("subgraphs") or 0) >= 1:
+        # Fully mapped, printed without -s: no table and no counts, only the total.
+        fields["tpu_ops"], fields["cpu_ops"] = fields["total_ops"], 0
     return CompilerLog(version=fields.pop("version", None), succeeded=bool(succeeded), errors=tuple(errors),
                        output_models=tuple(outputs), rows=tuple(rows), **fields)
 
@@ -282,9 +289,12 @@ def compile_model(model: str | os.PathLike, output_dir: str | os.PathLike | None
                   timeout_s: float = 600.0, force: bool = False) -> CompileResult:
     """Run edgetpu_compiler on ``model``; write ``<name>_edgetpu.tflite`` (and its log) atomically."""
     src = pathlib.Path(model)
-    preflight = check_model(src, min_runtime_version or DEFAULT_RUNTIME_VERSION)
     if segments is not None and segments < 1:
         raise UsageError(f"--segments must be >= 1, got {segments}")
+    preflight = check_model(src, min_runtime_version or DEFAULT_RUNTIME_VERSION)
+    if preflight.already_compiled:
+        raise UsageError(f"{src} is already compiled for the Edge TPU (it holds {EDGETPU_CUSTOM_OP}); compile the "
+                         "model from before edgetpu_compiler")
     out_dir = pathlib.Path(output_dir) if output_dir is not None else src.parent
     compiler = find_compiler()
     with tempfile.TemporaryDirectory(prefix="edgeq-edgetpu-") as tmp:
@@ -305,7 +315,8 @@ def compile_model(model: str | os.PathLike, output_dir: str | os.PathLike | None
         if proc.returncode != 0 or not log.succeeded:
             lines = text.strip().splitlines()
             why = "; ".join(log.errors) or (lines[-1] if lines else "no output")
-            raise CompilerError(f"{COMPILER} failed on {src} (exit code {proc.returncode}): {why}")
+            raise CompilerError(f"{COMPILER} failed on {src} (exit code {proc.returncode}): {why.rstrip(' .!')}. "
+                                + _failure_hint(preflight, src))
         produced = sorted(pathlib.Path(tmp).glob("*_edgetpu.tflite"))
         if not produced:
             raise CompilerError(f"{COMPILER} reported success but wrote no *_edgetpu.tflite into its output folder")
@@ -326,6 +337,18 @@ def compile_model(model: str | os.PathLike, output_dir: str | os.PathLike | None
             log_path = str(log_target)
     return CompileResult(outputs=tuple(str(t) for t in targets), log_path=log_path, log=log, preflight=preflight,
                          ops=ops, differences=tuple(compare_with_check(preflight, log)), command=tuple(cmd))
+
+
+def _failure_hint(preflight: EdgeTpuReport, src: pathlib.Path) -> str:
+    """What to do after a failed compile: the pre-flight check's finding, or how to see more."""
+    if preflight.refused or not preflight.compatible:
+        first = preflight.first_unmapped
+        found = preflight.refused or (f"op #{first.index} {first.op}: {first.reason}" if first is not None
+                                      else "; ".join(preflight.issues))
+        todo = f"; {preflight.suggestions[0]}" if preflight.suggestions else ""
+        return f"edgeq's pre-flight check found: {found}{todo}"
+    return (f"edgeq's pre-flight check found no problem; run '{COMPILER} -s {src}' by hand for its full output "
+            "and check that the model loads in the TFLite interpreter ('edgeq run')")
 
 
 def format_compile(r: CompileResult) -> str:

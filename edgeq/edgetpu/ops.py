@@ -25,6 +25,9 @@ import numpy as np
 # Edge TPU runtime versions the current compiler (16) targets by default (-m 14 unless told).
 DEFAULT_RUNTIME_VERSION = 14
 ON_CHIP_CACHE_BYTES = 8 * 1024 * 1024  # "roughly 8 MB of SRAM" for parameter caching (compiler page)
+# Part of that SRAM first holds the model's executable, so parameters near 8 MiB may already stream
+# (compiler logs show ~6.9-7.8 MiB "used + remaining"): above this, "fits" is called tight.
+TIGHT_CACHE_BYTES = 7 * 1024 * 1024
 MAX_SOFTMAX_ELEMENTS = 16000
 EDGETPU_CUSTOM_OP = "edgetpu-custom-op"
 

@@ -60,6 +60,12 @@ def has_dynamic_shapes(mf: ModelFile) -> bool:
 def frozen_input_shape(t: TensorInfo, input_size: tuple[int, int] | None) -> tuple[int, ...]:
     """Batch -> 1; dynamic height/width only from ``input_size`` (width, height); anything else fails."""
     sig = list(t.shape_signature)
+    if input_size is not None and len(sig) == 4:
+        width, height = input_size
+        if (sig[1] >= 0 and sig[1] != height) or (sig[2] >= 0 and sig[2] != width):
+            raise UsageError(f"input '{t.name}' has a fixed height/width {sig[1]}x{sig[2]} (HxW, shape_signature "
+                             f"{sig}) that --input-size {width}x{height} (WxH) contradicts; freezing cannot resize a "
+                             "model: drop --input-size or re-export the model at that size")
     out = []
     for axis, dim in enumerate(sig):
         if dim >= 0:

@@ -3,7 +3,8 @@
 Coral's requirements (coral.ai/docs/edgetpu/models-intro/): 8-bit full integer, static sizes,
 batch 1. edgeq therefore converts with int8 activations and per-channel int8 weights (supported
 by the compiler since 2.x), uint8 model input/output by default (Coral's examples feed uint8
-pixels), freezes the Keras export's dynamic batch (``shape_signature [-1, ...]``) and runs the
+pixels), exports Keras models with a batch-1 signature (no run-time shape arithmetic), freezes
+what is still dynamic (``shape_signature [-1, ...]``, e.g. a SavedModel input) and runs the
 pre-flight check on the result. The converter imports this lazily; nothing here needs TensorFlow.
 """
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import UsageError
-from ..recipes import Recipe, get_recipe
+from ..recipes import Recipe
 from ..tflite_format import load_model_file
 from .check import EdgeTpuReport, check_model
 from .shapes import freeze_shapes_bytes
@@ -30,21 +31,35 @@ def validate_target(target: str | None) -> None:
         raise UsageError(f"unknown target {target!r}; valid targets: {', '.join(TARGETS)}")
 
 
-def recipe_for_target(rec: Recipe, target: str | None, requested: Any, warnings: list[str]) -> Recipe:
-    """The recipe the Edge TPU needs: 8-bit full integer, per-channel, uint8 I/O for the default recipe."""
+def recipe_for_target(rec: Recipe, target: str | None) -> Recipe:
+    """Refuse recipes the Edge TPU cannot run (it needs 8-bit full integer); the default recipe is chosen by
+    ``convert``: uint8 model I/O (Coral's convention) unless the caller names another recipe."""
     validate_target(target)
     if target is None:
         return rec
     if not rec.full_integer or rec.activations != "int8":
         raise UsageError(f"--target edgetpu needs an 8-bit full-integer recipe (int8 or uint8), not {rec.name!r}: "
                          "the Edge TPU computes only on 8-bit integer tensors")
-    if isinstance(requested, str) and requested == "int8":
-        warnings.append("--target edgetpu: using uint8 model input/output (recipe 'uint8', Coral's convention); "
-                        "give a recipe file with io_dtype int8 to keep int8 input/output")
-        rec = get_recipe("uint8")
     if not rec.per_channel:
         log.info("--target edgetpu with per-tensor weights: allowed, per-channel is usually more accurate")
     return rec
+
+
+def export_options_for_target(tf: Any, keras_model: Any, target: str | None, warnings: list[str]) -> dict[str, Any]:
+    """Keras ``export`` options for the target: a batch-1 input signature.
+
+    Why: Keras exports a dynamic batch, and a layer such as Flatten then becomes run-time shape
+    arithmetic (SHAPE, STRIDED_SLICE and PACK on int32, then RESHAPE) that the Edge TPU cannot run
+    and that freezing shapes afterwards cannot remove; with batch 1 the converter folds it away.
+    """
+    if target is None:
+        return {}
+    inputs = getattr(keras_model, "inputs", None)
+    if not isinstance(inputs, (list, tuple)) or not inputs or any(len(t.shape) < 1 for t in inputs):
+        warnings.append(f"--target {target}: cannot read the Keras model's inputs; exported with its own (dynamic) "
+                        "batch size, which edgeq then freezes to 1")
+        return {}
+    return {"input_signature": [tf.TensorSpec((1,) + tuple(t.shape[1:]), t.dtype, name=t.name) for t in inputs]}
 
 
 def _quantized_sample(data: bytes, sample: np.ndarray) -> np.ndarray:

@@ -60,8 +60,14 @@ class RunReport:
     delegate: str
     delegate_report: dict[str, Any]
     threads: int | None
-    source_fps: float  # measured from capture timestamps of the unique frames received
+    # Rate of the unique frames received, from their capture timestamps. For a live source (or a
+    # file paced in realtime mode) that is the source's real rate; for a file in every-frame mode
+    # it is how fast the pipeline read it. The rate the source declares is source_fps_nominal.
+    source_fps: float
     source_fps_nominal: float | None
+    # captured = processed + dropped in the newest-frame slot + corrupt ones preprocessing could not
+    # take + unprocessed. frames_dropped also counts frames a live source produced that the reader
+    # never received (not in captured); frames_corrupt also counts frames the source could not decode.
     frames_captured: int
     frames_processed: int
     frames_dropped: int
@@ -96,7 +102,7 @@ def _f(v: float | None, fmt: str = ".1f") -> str:
 
 def format_report(r: RunReport) -> str:
     """The human summary table printed at the end of `edgeq run`."""
-    nominal = f" (declared {_f(r.source_fps_nominal)})" if r.source_fps_nominal else ""
+    declared = f", source declares {_f(r.source_fps_nominal)}" if r.source_fps_nominal else ""
     lines = [
         f"source: {r.source.get('description')}  mode: {r.mode}  delegate: {r.delegate}"
         + (f"  threads: {r.threads}" if r.threads else ""),
@@ -104,7 +110,7 @@ def format_report(r: RunReport) -> str:
         f"frames: captured {r.frames_captured}, processed {r.frames_processed}, dropped {r.frames_dropped}, "
         f"duplicates {r.frames_duplicate}, corrupt {r.frames_corrupt}, unprocessed at stop {r.frames_unprocessed}"
         + (f", reconnects {r.reconnects}" if r.reconnects else ""),
-        f"FPS: processed {_f(r.fps)}, source {_f(r.source_fps)}{nominal}",
+        f"FPS: processed {_f(r.fps)}, captured {_f(r.source_fps)}{declared}",
         f"CPU: {_f(r.cpu.get('process_percent'), '.0f')} % of one core "
         f"({_f(r.cpu.get('machine_percent'), '.0f')} % of {r.cpu.get('cores')} cores)",
         "",

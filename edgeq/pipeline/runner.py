@@ -93,10 +93,6 @@ class LatestFrameSlot:
                 return frame
             return _END if self._closed else None
 
-    @property
-    def pending(self) -> int:
-        return int(self._frame is not None)
-
 
 class Pipeline:
     """Runs a loaded model (edgeq.runtime EdgeModel or anything with the same methods) on a source."""
@@ -375,12 +371,12 @@ class Pipeline:
             threads=self.threads, source_fps=self._captured.fps, source_fps_nominal=self.source.nominal_fps,
             frames_captured=captured, frames_processed=processed, frames_dropped=self._dropped(),
             frames_duplicate=self._duplicates, frames_corrupt=self.source.corrupt_frames + self._unusable,
-            frames_unprocessed=max(0, captured - processed - self._slot.dropped),
+            frames_unprocessed=max(0, captured - processed - self._slot.dropped - self._unusable),
             reconnects=self.source.reconnects, fps=self._processed.fps, duration_s=duration,
             stages={name: rec.summary() for name, rec in self._stages.items()}, latency_ms=self._age.summary(),
             cpu=cpu, stop_reason=self._stop_reason or "end_of_input", failure=self._failure,
             postprocess=self.postprocess_name,
-            outputs={s.name: str(s.path) for s in self.sinks if getattr(s, "path", None) is not None})
+            outputs={s.name: str(path) for s in self.sinks if (path := getattr(s, "output_path", None)) is not None})
 
 
 @contextlib.contextmanager

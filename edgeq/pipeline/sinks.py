@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import abc
 import json
+import logging
 import os
 import pathlib
 import tempfile
@@ -19,6 +20,8 @@ from ..errors import SinkError, UsageError
 from ..fileio import to_jsonable
 from .postprocess import Classification, Detections
 from .report import FrameResult
+
+log = logging.getLogger(__name__)
 
 # Container (by extension) -> FourCC that OpenCV's FFmpeg backend writes here (H.264 does not).
 VIDEO_CODECS = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "MJPG"}
@@ -35,6 +38,11 @@ class Sink(abc.ABC):
 
     def close(self) -> None:
         """Finalise output; must be safe to call more than once."""
+
+    @property
+    def output_path(self) -> pathlib.Path | None:
+        """The file this sink left behind after close (None: writes no file, or wrote none)."""
+        return None
 
     def __enter__(self) -> "Sink":
         return self
@@ -86,7 +94,13 @@ def annotate(image: np.ndarray, result: Any, fps: float | None = None) -> np.nda
 # Video
 # --------------------------------------------------------------------------------------------
 class VideoSink(Sink):
-    """Annotated frames to a video file; opened on the first frame (size known), renamed on close."""
+    """Annotated frames to a video file; opened on the first frame (size known), renamed on close.
+
+    In realtime mode each result is held (written again) until the next one, by capture time, so
+    the file plays at the speed things happened and shows what the camera app showed; otherwise
+    a run that dropped a third of the frames would play 1.5x too fast. In every-frame mode each
+    processed frame is written once.
+    """
 
     name = "video"
 
@@ -100,7 +114,10 @@ class VideoSink(Sink):
         self.fourcc = VIDEO_CODECS[ext]
         self.fps = float(fps) if fps and fps > 0 else None
         self.annotate_frames = annotate_frames
-        self.frames_written = 0
+        self.frames_written = 0  # video frames, holds included
+        self.hold = False  # realtime: repeat each result until the next one (set by start)
+        self._first_capture: float | None = None
+        self._held: np.ndarray | None = None  # realtime: the last result, repeated until the next
         self._writer = None
         self._tmp: pathlib.Path | None = None
         self._size: tuple[int, int] | None = None
@@ -110,6 +127,7 @@ class VideoSink(Sink):
         """Play back at the source's rate (30 FPS when the source declares none)."""
         if self.fps is None:
             self.fps = float(source.nominal_fps or 30.0)
+        self.hold = mode == "realtime"
 
     def _open(self, width: int, height: int) -> None:
         import cv2
@@ -134,8 +152,17 @@ class VideoSink(Sink):
             import cv2
 
             image = cv2.resize(image, self._size)
+        if self.hold:
+            if self._first_capture is None:
+                self._first_capture = item.capture_time
+            # This frame's place on the source clock; the previous result fills the gap up to it.
+            place = round((item.capture_time - self._first_capture) * self.fps)
+            for _ in range(place - self.frames_written):
+                self._writer.write(self._held)
+                self.frames_written += 1
         self._writer.write(image)
         self.frames_written += 1
+        self._held = image if self.hold else None
 
     def close(self) -> None:
         if self._closed:
@@ -144,6 +171,12 @@ class VideoSink(Sink):
         if self._writer is not None:
             self._writer.release()
             os.replace(self._tmp, self.path)
+        else:
+            log.warning("no frame was processed: no video written to %s", self.path)
+
+    @property
+    def output_path(self) -> pathlib.Path | None:
+        return self.path if self._closed and self.frames_written else None
 
 
 # --------------------------------------------------------------------------------------------
@@ -176,6 +209,10 @@ class JsonLinesSink(Sink):
         os.fsync(self._fh.fileno())
         self._fh.close()
         os.replace(self._tmp, self.path)
+
+    @property
+    def output_path(self) -> pathlib.Path | None:
+        return self.path if self._closed else None
 
 
 # --------------------------------------------------------------------------------------------

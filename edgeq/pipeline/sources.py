@@ -134,11 +134,13 @@ class _CaptureSource(Source):
         self.options = options
         self._cap = None
         self._seq = 0
+        self._fps_at_close: float | None = None
 
     @property
     def nominal_fps(self) -> float | None:
+        """The rate the device/file declares; kept after close so the run's report still has it."""
         if self._cap is None:
-            return None
+            return self._fps_at_close
         import cv2
 
         fps = float(self._cap.get(cv2.CAP_PROP_FPS) or 0.0)
@@ -172,6 +174,7 @@ class _CaptureSource(Source):
 
     def _close(self) -> None:
         if self._cap is not None:
+            self._fps_at_close = self.nominal_fps
             self._cap.release()
             self._cap = None
 
@@ -184,8 +187,7 @@ class CameraSource(_CaptureSource):
 
     def __init__(self, device: int | str, options: SourceOptions = SourceOptions()) -> None:
         self.device = device
-        name = f"camera {device}" if isinstance(device, int) else f"camera {device}"
-        super().__init__(name, options)
+        super().__init__(f"camera {device}", options)
 
     def _device_path(self) -> str:
         return f"/dev/video{self.device}" if isinstance(self.device, int) else str(self.device)

@@ -9,6 +9,7 @@ import ctypes
 import ctypes.util
 import dataclasses
 import os
+import pathlib
 import sys
 from typing import Any, NamedTuple
 
@@ -57,6 +58,8 @@ class DelegateReport:
     ``delegated_nodes`` counts nodes of the main subgraph taken by ``delegate`` (for "cpu" and
     "cpu-ref": 0; None where the runtime does not expose the count: a partially accelerated GPU
     model). ``cpu_delegated_nodes`` are the nodes XNNPACK took from what the delegate left.
+    ``warnings``: what the user should know about this choice (also logged), e.g. an Edge TPU
+    delegate on a model not compiled for it; commands print them.
     """
 
     backend: str
@@ -67,6 +70,7 @@ class DelegateReport:
     attempts: tuple[DelegateAttempt, ...]
     cpu_delegated_nodes: int = 0
     details: tuple[tuple[str, str], ...] = ()
+    warnings: tuple[str, ...] = ()
 
     @property
     def fully_delegated(self) -> bool:
@@ -78,6 +82,7 @@ class DelegateReport:
             "delegated_nodes": self.delegated_nodes, "total_nodes": self.total_nodes,
             "cpu_delegated_nodes": self.cpu_delegated_nodes,
             "attempts": [a._asdict() for a in self.attempts], "details": dict(self.details),
+            "warnings": list(self.warnings),
         }
 
     def describe(self) -> str:
@@ -87,6 +92,7 @@ class DelegateReport:
         for a in self.attempts:
             if not a.ok:
                 lines.append(f"  skipped {a.name}: {a.reason}")
+        lines.extend(f"  warning: {w}" for w in self.warnings)
         return "\n".join(lines)
 
 
@@ -269,20 +275,50 @@ def vulkan_adapters() -> tuple[VulkanAdapter, ...] | None:
         vk.vkDestroyInstance(instance, None)
 
 
+def child_python(code: str) -> list[str]:
+    """argv running ``code`` in a child Python that imports this very edgeq package.
+
+    Its directory goes first on the child's sys.path: ahead of the working directory and of an
+    installed edgeq, so a source checkout and an installed copy never get mixed up.
+    """
+    root = str(pathlib.Path(__file__).resolve().parents[2])
+    return [sys.executable, "-c", f"import sys; sys.path.insert(0, {root!r})\n{code}"]
+
+
+def describe_exit(returncode: int) -> str:
+    """'exited with code N' or 'was killed by SIGSEGV' for a child process's return code."""
+    if returncode >= 0:
+        return f"exited with code {returncode}"
+    import signal
+
+    try:
+        return f"was killed by {signal.Signals(-returncode).name}"
+    except ValueError:
+        return f"was killed by signal {-returncode}"
+
+
 def vulkan_adapters_in_child(timeout: float = 60.0) -> tuple[VulkanAdapter, ...] | None:
-    """``vulkan_adapters()`` run in a child process: safe where TensorFlow is (or will be) imported."""
+    """``vulkan_adapters()`` run in a child process: safe where TensorFlow is (or will be) imported.
+
+    A probe that crashes (a broken Vulkan driver aborts while loading) or hangs raises
+    ``DelegateUnavailableError`` saying so: it is not reported as "no adapter".
+    """
     import json
     import subprocess
 
     code = ("import json; from edgeq.runtime.delegates import vulkan_adapters as v; a = v(); "
             "print('@@' + json.dumps(None if a is None else [[x.name, x.device_type] for x in a]))")
     try:
-        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout)
+        out = subprocess.run(child_python(code), capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
-        return ()
+        raise DelegateUnavailableError(f"the Vulkan adapter probe did not finish in {timeout:.0f} s (a hanging "
+                                       "Vulkan driver?); check `vulkaninfo --summary`") from None
     lines = [line for line in out.stdout.splitlines() if line.startswith("@@")]
     if out.returncode != 0 or not lines:
-        return ()
+        tail = out.stderr.strip().splitlines()
+        raise DelegateUnavailableError(f"the Vulkan adapter probe (a child process) {describe_exit(out.returncode)}"
+                                       f"{' (' + tail[-1] + ')' if tail else ''}: a Vulkan driver is broken here, "
+                                       "check `vulkaninfo --summary`")
     found = json.loads(lines[-1][2:])
     return None if found is None else tuple(VulkanAdapter(n, t) for n, t in found)
 

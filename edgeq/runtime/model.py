@@ -182,10 +182,15 @@ class EdgeModel:
         if len(tensors) != len(checks):
             raise DataError(f"{self.source}: expected {len(checks)} input tensor(s), got {len(tensors)}")
         for i, (tensor, (shape, dtype)) in enumerate(zip(tensors, checks)):
-            if tensor.shape != shape or tensor.dtype != dtype:
+            try:
+                fits = tensor.shape == shape and tensor.dtype == dtype
+            except AttributeError:  # a list or scalar, not an array
+                fits = False
+            if not fits:
+                got = getattr(tensor, "dtype", type(tensor).__name__)
                 raise DataError(f"{self.source}: input {i} ({self.inputs[i].name!r}) expects shape {list(shape)} "
-                                f"{dtype.name}, got {list(np.shape(tensor))} {getattr(tensor, 'dtype', type(tensor))}"
-                                "; use prepare()/predict() for raw images")
+                                f"{dtype.name}, got {list(np.shape(tensor))} {got}; use prepare()/predict() for raw "
+                                "images")
         try:
             return self._engine.run(tensors)
         except (RuntimeError, ValueError) as exc:
@@ -313,14 +318,17 @@ def load(model: str | os.PathLike | bytes, delegate: str = "auto", num_threads: 
         engine, report_fields = _load_auto(be, data, mf, source, num_threads, delegate_options, attempts,
                                            compiled_for_tpu)
     elif delegate == "gpu" and not delegate_options.get("library"):
-        engine, report_fields = _load_gpu(be, data, mf, source, delegate_options, require_full=False)
+        engine, report_fields = _load_gpu(be, data, mf, source, delegate_options, num_threads, require_full=False)
         attempts.append(dl.DelegateAttempt("gpu", True, "requested"))
     else:
-        if delegate == "edgetpu" and not compiled_for_tpu:
-            log.warning("%s has no %s: it was not compiled with edgetpu_compiler, so nothing will be offloaded "
-                        "to the Edge TPU (everything runs on the CPU)", source, dl.EDGETPU_CUSTOM_OP)
         engine, report_fields = _load_interpreter(be, data, mf, source, delegate, num_threads, delegate_options)
         attempts.append(dl.DelegateAttempt(report_fields["delegate"], True, "requested"))
+        if delegate == "edgetpu" and not compiled_for_tpu:
+            report_fields["warnings"] = (f"{source} has no {dl.EDGETPU_CUSTOM_OP}: it was not compiled with "
+                                         "edgetpu_compiler, so nothing will be offloaded to the Edge TPU "
+                                         "(everything runs on the CPU)",)
+    for warning in report_fields.get("warnings", ()):
+        log.warning("%s", warning)
 
     preprocess = preprocess or (metadata.preprocess if metadata else None)
     report = dl.DelegateReport(backend=be.name, backend_version=be.version, attempts=tuple(attempts),
@@ -341,13 +349,14 @@ def _load_auto(be: Backend, data: bytes, mf: ModelFile, source: str, num_threads
                                            f"used: {exc}") from exc
         attempts.append(dl.DelegateAttempt("edgetpu", True, "model compiled for the Edge TPU and a TPU is present"))
         return engine, fields
-    attempts.append(dl.DelegateAttempt("edgetpu", False, f"model not compiled for the Edge TPU (no {dl.EDGETPU_CUSTOM_OP})"))
+    attempts.append(dl.DelegateAttempt("edgetpu", False,
+                                       f"model not compiled for the Edge TPU (no {dl.EDGETPU_CUSTOM_OP})"))
 
     reason = _gpu_unusable_reason(be)
     if reason is None:
         try:
             engine, fields = _load_gpu(be, data, mf, source, {k: v for k, v in options.items() if k == "precision"},
-                                       require_full=True)
+                                       num_threads, require_full=True)
         except (DelegateUnavailableError, DelegateError) as exc:
             reason = str(exc)
         else:
@@ -360,8 +369,12 @@ def _load_auto(be: Backend, data: bytes, mf: ModelFile, source: str, num_threads
 
 
 @functools.lru_cache(maxsize=1)
-def _probe_vulkan_adapters() -> tuple[dl.VulkanAdapter, ...] | None:
-    return dl.vulkan_adapters_in_child()
+def _probe_vulkan_adapters() -> tuple[tuple[dl.VulkanAdapter, ...] | None, str | None]:
+    """(adapters, None), or (None, why the probe failed); cached, failures too (a probe can take a minute)."""
+    try:
+        return dl.vulkan_adapters_in_child(), None
+    except DelegateUnavailableError as exc:
+        return None, str(exc)
 
 
 def _gpu_unusable_reason(be: Backend) -> str | None:
@@ -372,7 +385,9 @@ def _gpu_unusable_reason(be: Backend) -> str | None:
                 "lavapipe) crash next to it; use a process without TensorFlow for the GPU")
     # Probed in a child process (once): a Vulkan driver loaded into this process would crash a
     # later `import tensorflow` here, and `auto` must not make that choice for the user.
-    adapters = _probe_vulkan_adapters()
+    adapters, probe_failure = _probe_vulkan_adapters()
+    if probe_failure:
+        return probe_failure
     if adapters is None:
         return "no Vulkan loader (libvulkan) installed"
     if not adapters:
@@ -383,7 +398,9 @@ def _gpu_unusable_reason(be: Backend) -> str | None:
     return None
 
 
-def _load_gpu(be: Backend, data: bytes, mf: ModelFile, source: str, options: dict[str, Any], *, require_full: bool):
+def _load_gpu(be: Backend, data: bytes, mf: ModelFile, source: str, options: dict[str, Any],
+              num_threads: int | None, *, require_full: bool):
+    """LiteRT's CompiledModel on the GPU; num_threads goes to the CPU kernels of what the GPU leaves."""
     if not be.has_compiled_model:
         raise DelegateUnavailableError(f"delegate 'gpu' needs ai-edge-litert's CompiledModel API (backend is "
                                        f"{be.name}); pip install ai-edge-litert, or give library=PATH of a "
@@ -398,11 +415,12 @@ def _load_gpu(be: Backend, data: bytes, mf: ModelFile, source: str, options: dic
     if not adapters:
         raise DelegateUnavailableError(f"gpu: {'no Vulkan loader' if adapters is None else 'no Vulkan adapter'} "
                                        f"found; {dl.NO_VULKAN_HINT}")
-    from ai_edge_litert.compiled_model import CompiledModel, GpuOptions, HardwareAccelerator, Options
+    from ai_edge_litert.compiled_model import CompiledModel, CpuOptions, GpuOptions, HardwareAccelerator, Options
 
     precision = options.get("precision") or "fp16"
     accel = HardwareAccelerator.GPU if require_full else HardwareAccelerator.GPU | HardwareAccelerator.CPU
-    opts = Options(hardware_accelerators=accel, gpu_options=GpuOptions(enforce_f32=precision == "fp32"))
+    opts = Options(hardware_accelerators=accel, gpu_options=GpuOptions(enforce_f32=precision == "fp32"),
+                   cpu_options=CpuOptions(num_threads=num_threads) if num_threads else None)
     try:
         compiled = CompiledModel.from_buffer(data, options=opts)
     except RuntimeError as exc:
@@ -413,13 +431,14 @@ def _load_gpu(be: Backend, data: bytes, mf: ModelFile, source: str, options: dic
     if require_full and not full:
         compiled.close()
         raise DelegateUnavailableError("the GPU accelerator supports only part of the model")
-    if not full:
-        log.warning("%s: the GPU runs only part of the model; the rest runs on the CPU", source)
     engine = _CompiledModelEngine(compiled, [TensorSpec.from_tensor(mf.main.tensors[i]) for i in mf.main.outputs], data)
     total = len(mf.main.operators)
     adapter = next((a for a in adapters if not a.is_software), adapters[0])  # Dawn prefers hardware
-    details = (("precision", precision), ("adapter", adapter.name), ("adapter_type", adapter.device_type))
-    return engine, {"delegate": "gpu", "delegated_nodes": total if full else None, "details": details}
+    details = (("precision", precision), ("adapter", adapter.name), ("adapter_type", adapter.device_type),
+               ("num_threads", f"{num_threads or 'default'} (CPU kernels of nodes the GPU does not take)"))
+    warnings = () if full else (f"{source}: the GPU runs only part of the model; the rest runs on the CPU",)
+    return engine, {"delegate": "gpu", "delegated_nodes": total if full else None, "details": details,
+                    "warnings": warnings}
 
 
 def _load_interpreter(be: Backend, data: bytes, mf: ModelFile, source: str, delegate: str,
