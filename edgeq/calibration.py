@@ -132,6 +132,18 @@ class CalibrationDataset:
         n = min(self.num_samples, count)
         return sorted({int(round(i)) for i in np.linspace(0, count - 1, n)})
 
+    @property
+    def items(self) -> tuple[Any, ...]:
+        """The sampled items in iteration order: file paths, array indices or video frame numbers."""
+        return tuple(self._items)
+
+    @property
+    def array(self) -> np.ndarray | None:
+        """The image array of an array source (given, or read from .npy/.npz), else None."""
+        if self.kind != "array":
+            return None
+        return self.source if isinstance(self.source, np.ndarray) else self._array
+
     def __len__(self) -> int:
         if self.kind == "iterable":
             return min(self.num_samples, len(self.source)) if hasattr(self.source, "__len__") else self.num_samples
@@ -144,7 +156,7 @@ class CalibrationDataset:
             for f in self._items:
                 yield f, f
         elif self.kind == "array":
-            arr = self.source if isinstance(self.source, np.ndarray) else self._array
+            arr = self.array
             for i in self._items:
                 yield f"[{i}]", arr[i]
         elif self.kind == "video":

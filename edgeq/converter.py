@@ -377,9 +377,10 @@ def convert(model: Any, calibration: Any = None, output: str | os.PathLike | Non
             raise ConversionError(f"the converted model is not full integer: {len(report.float_ops)} op(s) stayed "
                                   f"float ({', '.join(report.float_ops[:10])}); pass --allow-float-fallback to accept "
                                   "that, or change those layers")
-        why = "mixed-precision recipe" if rec.float_nodes or rec.float_ops else "--allow-float-fallback"
-        warnings.append(f"{len(report.float_ops)} op(s) left in float ({why}): "
-                        f"{', '.join(report.float_ops[:10])}; such a model will not map fully onto the Edge TPU")
+        if accuracy is None:  # the accuracy search has already said so, with the layers it chose
+            why = "mixed-precision recipe" if rec.float_nodes or rec.float_ops else "--allow-float-fallback"
+            warnings.append(f"{len(report.float_ops)} op(s) left in float ({why}): "
+                            f"{', '.join(report.float_ops[:10])}; such a model will not map fully onto the Edge TPU")
     calib = dataset.summary().to_dict() if dataset is not None else {}
     meta = EdgeqMetadata(preprocess=pre, labels=tuple(label_list), task=task, recipe=rec.to_dict(),
                          calibration=calib, source=os.path.basename(desc),

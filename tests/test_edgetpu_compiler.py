@@ -3,7 +3,9 @@
 The compiler itself cannot run here (closed-source, x86-64 Debian/Ubuntu, not installable), so:
 - the log parser reads tests/data/edgetpu_compiler_*.log, texts written by us in the compiler's
   documented output format (coral.ai/docs/edgetpu/compiler/ and the logs users quote in
-  google-coral/edgetpu issues #60, #173, #433, #490, #512); they are not captured compiler runs;
+  google-coral/edgetpu issues #60, #173, #433, #490, #512; the operation-log layout and rows of
+  ``oplog`` follow a compiler-14 log published as tiny_yolo_edgetpu.log in
+  rajansaini691/retinanet-model-tflite, shortened and renamed); none is a run captured by us;
 - the subprocess boundary runs tests/data/edgetpu_compiler_standin.py put on PATH as
   ``edgetpu_compiler``: a stand-in that says so in its version line and maps ops by a test rule.
 """
@@ -243,6 +245,25 @@ def test_documented_constraints_refuse(op, ctx, fragment):
 ])
 def test_documented_constraints_accept(op, ctx):
     assert rule_for(op).check(ctx) is None
+
+
+@pytest.mark.parametrize("shape,fragment", [
+    ((1, 2, 8, 8, 1), "outside the 3 innermost"),  # only 3 non-unit dims, but one is not innermost
+    ((2, 8, 8, 1), "batch size 2"),
+    ((4, 1, 1, 10), "batch size 4"),
+])
+def test_tensor_dimension_rule_refuses(shape, fragment):
+    from edgeq.edgetpu.check import _tensor_problems
+
+    problems = _tensor_problems(_t(0, shape))
+    assert [c for c, _ in problems] == ["dimensions"] and fragment in problems[0][1]
+
+
+@pytest.mark.parametrize("shape", [(1, 8, 8, 3), (1, 1, 8, 8, 3), (8, 8, 3), (1, 1000), (5,)])
+def test_tensor_dimension_rule_accepts(shape):
+    from edgeq.edgetpu.check import _tensor_problems
+
+    assert _tensor_problems(_t(0, shape)) == []
 
 
 def test_table_has_runtime_versions_and_no_hard_swish():

@@ -199,11 +199,10 @@ def _unlabelled(source: str) -> EvalData:
     except DataError as exc:
         raise DataError(str(exc).replace("calibration", "evaluation")) from exc
     if ds.kind == "array":
-        arr = ds.source if isinstance(ds.source, np.ndarray) else ds._array  # noqa: SLF001 - same package family
-        return EvalData(source, "unlabelled", arr, None, (), "RGB")
+        return EvalData(source, "unlabelled", ds.array, None, (), "RGB")
     if ds.kind == "video":
         raise DataError(f"{source}: videos are not evaluation data; extract frames or use an image folder")
-    return EvalData(source, "unlabelled", tuple(ds._items), None)  # noqa: SLF001
+    return EvalData(source, "unlabelled", ds.items, None)
 
 
 def _read_csv(path: pathlib.Path) -> list[tuple[str, str]]:

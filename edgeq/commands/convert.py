@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import click
 
+from ..accuracy.ranges import RANGE_METHODS
 from ..recipes import RECIPES, Recipe
 from .common import emit_json, json_option, preprocess_kwargs, preprocess_options, progress_bar
 
@@ -60,7 +61,7 @@ def format_result(r) -> str:
               help="Accuracy budget: keep the most sensitive layers in float until the top-1 drop on "
                    "--eval-data is at most POINTS (float layers do not run on the Edge TPU).")
 @click.option("--eval-data", metavar="SRC", help="Labelled data for --max-accuracy-drop (as in `edgeq eval --data`).")
-@click.option("--range-method", type=click.Choice(["minmax", "percentile", "mse"]), default=None,
+@click.option("--range-method", type=click.Choice(list(RANGE_METHODS)), default=None,
               help="Activation ranges: minmax (TFLite's, default), percentile (99.99%) or mse (MSE-optimal).")
 @click.option("--target", type=click.Choice(["edgetpu"]), default=None,
               help="Shape the model for an accelerator. edgetpu: 8-bit full integer, uint8 I/O (default recipe "

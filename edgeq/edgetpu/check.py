@@ -194,11 +194,11 @@ def _tensor_problems(t: TensorInfo) -> list[tuple[str, str]]:
     if t.is_dynamic:
         out.append(("dynamic_shape", f"{_short(t)} has a dynamic size (shape_signature {list(t.shape_signature)}); "
                                      "sizes must be constant at compile time"))
-    if non_unit_dims(t.shape) > 3:
-        out.append(("dimensions", f"{_short(t)} {list(t.shape)} has {non_unit_dims(t.shape)} dimensions larger than "
-                                  "1; only the 3 innermost may be larger than 1"))
-    elif len(t.shape) == 4 and t.shape[0] > 1:
+    if len(t.shape) == 4 and t.shape[0] > 1:
         out.append(("dimensions", f"{_short(t)} has batch size {t.shape[0]}; the Edge TPU needs batch 1"))
+    elif any(d != 1 for d in t.shape[:-3]):  # Coral: "only the 3 innermost dimensions may have a size > 1"
+        out.append(("dimensions", f"{_short(t)} {list(t.shape)} has a dimension larger than 1 outside the 3 "
+                                  "innermost; only the 3 innermost may be larger than 1"))
     return out
 
 
