@@ -25,7 +25,6 @@ DELEGATES: dict[str, str] = {
     "gpu": "LiteRT GPU accelerator via the CompiledModel API (options: precision=fp16|fp32), or a "
            "classic TFLite GPU delegate library (option library=PATH)",
 }
-EDGETPU_CUSTOM_OP = "edgetpu-custom-op"
 EDGETPU_LIBRARY_ENV = "EDGEQ_EDGETPU_LIBRARY"
 DELEGATE_OPTIONS: dict[str, tuple[str, ...]] = {
     "auto": ("device", "precision"), "xnnpack": (), "cpu": (), "cpu-ref": (),

@@ -16,6 +16,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from .._native import quiet_native_stderr
+from ..edgetpu.check import is_edgetpu_compiled
+from ..edgetpu.ops import EDGETPU_CUSTOM_OP
 from ..errors import DataError, DelegateError, DelegateUnavailableError, ModelError, UsageError
 from ..metadata import EdgeqMetadata, read_metadata
 from ..modelinfo import TensorSpec
@@ -306,11 +308,11 @@ def load(model: str | os.PathLike | bytes, delegate: str = "auto", num_threads: 
     source = "<model bytes>" if isinstance(model, (bytes, bytearray, memoryview)) else str(model)
     metadata = read_metadata(mf)
     be = get_backend(backend)
-    compiled_for_tpu = dl.EDGETPU_CUSTOM_OP in mf.custom_ops
+    compiled_for_tpu = is_edgetpu_compiled(mf)
     attempts: list[dl.DelegateAttempt] = []
 
     if compiled_for_tpu and delegate not in ("auto", "edgetpu") and not dl.is_delegate_path(delegate):
-        raise ModelError(f"{source} is compiled for the Edge TPU (it contains {dl.EDGETPU_CUSTOM_OP}): it needs "
+        raise ModelError(f"{source} is compiled for the Edge TPU (it contains {EDGETPU_CUSTOM_OP}): it needs "
                          f"delegate='edgetpu', not {delegate!r}; use the model from before edgetpu_compiler "
                          "for other delegates")
 
@@ -324,7 +326,7 @@ def load(model: str | os.PathLike | bytes, delegate: str = "auto", num_threads: 
         engine, report_fields = _load_interpreter(be, data, mf, source, delegate, num_threads, delegate_options)
         attempts.append(dl.DelegateAttempt(report_fields["delegate"], True, "requested"))
         if delegate == "edgetpu" and not compiled_for_tpu:
-            report_fields["warnings"] = (f"{source} has no {dl.EDGETPU_CUSTOM_OP}: it was not compiled with "
+            report_fields["warnings"] = (f"{source} has no {EDGETPU_CUSTOM_OP}: it was not compiled with "
                                          "edgetpu_compiler, so nothing will be offloaded to the Edge TPU "
                                          "(everything runs on the CPU)",)
     for warning in report_fields.get("warnings", ()):
@@ -350,7 +352,7 @@ def _load_auto(be: Backend, data: bytes, mf: ModelFile, source: str, num_threads
         attempts.append(dl.DelegateAttempt("edgetpu", True, "model compiled for the Edge TPU and a TPU is present"))
         return engine, fields
     attempts.append(dl.DelegateAttempt("edgetpu", False,
-                                       f"model not compiled for the Edge TPU (no {dl.EDGETPU_CUSTOM_OP})"))
+                                       f"model not compiled for the Edge TPU (no {EDGETPU_CUSTOM_OP})"))
 
     reason = _gpu_unusable_reason(be)
     if reason is None:
