@@ -63,3 +63,9 @@ def load_fashion_mnist(split: str = "t10k", root: str | os.PathLike | None = Non
     if images.shape[0] != labels.shape[0]:
         raise DataError(f"{base}: {images.shape[0]} images but {labels.shape[0]} labels")
     return images, labels
+
+
+def fashion_mnist_tensors(split: str = "t10k") -> tuple[np.ndarray, np.ndarray]:
+    """(float32 [N,28,28,1] in [0,1], labels): the input contract of the bundled models, for training."""
+    images, labels = load_fashion_mnist(split)
+    return images[..., None].astype(np.float32) / 255.0, labels

@@ -19,7 +19,7 @@ import numpy as np
 HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from edgeq.datasets import FASHION_MNIST_LABELS, load_fashion_mnist  # noqa: E402
+from edgeq.datasets import FASHION_MNIST_LABELS, fashion_mnist_tensors, load_fashion_mnist  # noqa: E402
 
 
 def build_model(seed: int):
@@ -84,10 +84,8 @@ def main() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
 
-    x_train, y_train = load_fashion_mnist("train")
-    x_test, y_test = load_fashion_mnist("t10k")
-    x_train = x_train[..., None].astype("float32") / 255.0
-    x_test = x_test[..., None].astype("float32") / 255.0
+    x_train, y_train = fashion_mnist_tensors("train")
+    x_test, y_test = fashion_mnist_tensors("t10k")
 
     model = build_model(args.seed)
     model.compile(optimizer=keras.optimizers.Adam(2e-3),

@@ -4,7 +4,7 @@ from __future__ import annotations
 import click
 
 from ..errors import EdgeqError, UsageError
-from .common import emit_json, json_option
+from .common import emit_json, json_option, parse_delegate_options
 
 
 def _ints(text: str) -> list[int | None]:
@@ -22,16 +22,6 @@ def _ints(text: str) -> list[int | None]:
             raise UsageError(f"--threads {text!r}: thread counts must be >= 1")
         out.append(n)
     return out
-
-
-def _options(pairs: tuple[str, ...]) -> dict[str, str]:
-    opts = {}
-    for p in pairs:
-        key, sep, value = p.partition("=")
-        if not sep or not key:
-            raise UsageError(f"--delegate-option {p!r}: expected KEY=VALUE, e.g. device=usb:0")
-        opts[key.strip()] = value.strip()
-    return opts
 
 
 @click.command("bench")
@@ -63,7 +53,7 @@ def command(ctx, models, delegates, threads, runs, warmup, delegate_options, csv
     if not delegate_list:
         raise UsageError("--delegate: give at least one delegate")
     thread_list = _ints(threads)
-    opts = _options(delegate_options)
+    opts = parse_delegate_options(delegate_options)
     total = len(models) * len(delegate_list) * len(thread_list)
     done = 0
 

@@ -7,6 +7,7 @@ from typing import Any, Callable, Iterator
 
 import click
 
+from ..errors import UsageError
 from ..fileio import dump_json
 from ..preprocess import Preprocess, parse_floats, parse_size
 
@@ -94,3 +95,14 @@ def report_delegate(ctx: Any, report: Any) -> None:
             ctx.info(f"skipped delegate {attempt.name}: {attempt.reason}")
     for w in getattr(report, "warnings", ()):
         ctx.warn(w)
+
+
+def parse_delegate_options(pairs: tuple[str, ...]) -> dict[str, str]:
+    """--delegate-option KEY=VALUE (repeatable) -> dict."""
+    opts = {}
+    for p in pairs:
+        key, sep, value = p.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"--delegate-option {p!r}: expected KEY=VALUE, e.g. device=usb:0")
+        opts[key.strip()] = value.strip()
+    return opts

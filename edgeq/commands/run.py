@@ -6,18 +6,8 @@ import sys
 import click
 
 from ..errors import EdgeqError, SourceError, UsageError
-from .common import (emit_json, report_delegate, has_preprocess_options, json_option, preprocess_for_model, preprocess_kwargs,
+from .common import (emit_json, parse_delegate_options, report_delegate, has_preprocess_options, json_option, preprocess_for_model, preprocess_kwargs,
                      preprocess_options)
-
-
-def _parse_delegate_options(items: tuple[str, ...]) -> dict[str, str]:
-    opts = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise UsageError(f"--delegate-option {item!r}: expected KEY=VALUE")
-        opts[key] = value
-    return opts
 
 
 def _camera_size(text: str | None) -> tuple[int | None, int | None]:
@@ -137,7 +127,7 @@ def command(ctx, model, source, mode, delegate, delegate_option, threads, max_fr
     if jsonl:
         sinks.append(JsonLinesSink(jsonl))
 
-    with _load_model(ctx, model, delegate, threads, pre_opts, _parse_delegate_options(delegate_option)) as m:
+    with _load_model(ctx, model, delegate, threads, pre_opts, parse_delegate_options(delegate_option)) as m:
         report_delegate(ctx, m.delegate_report)
         pipeline = Pipeline(m, src, sinks, options, status=show_status, model_name=str(model), threads=threads)
         ctx.info(f"running {model} on {src.description} ({pipeline.mode}, delegate "

@@ -23,7 +23,7 @@ import sys
 HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent.parent))
 
-from edgeq.datasets import load_fashion_mnist  # noqa: E402
+from edgeq.datasets import fashion_mnist_tensors  # noqa: E402
 
 BOTTLENECK = "bottleneck"      # the linear 1x1 conv whose output gets the outlier channel
 CONSUMER = "expand"            # the conv that reads it (its weights absorb the rescale)
@@ -66,10 +66,8 @@ def main() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
 
-    x_train, y_train = load_fashion_mnist("train")
-    x_test, y_test = load_fashion_mnist("t10k")
-    x_train = x_train[..., None].astype("float32") / 255.0
-    x_test = x_test[..., None].astype("float32") / 255.0
+    x_train, y_train = fashion_mnist_tensors("train")
+    x_test, y_test = fashion_mnist_tensors("t10k")
 
     model = build_model(args.seed)
     model.compile(optimizer=keras.optimizers.Adam(3e-3),
