@@ -16,7 +16,7 @@ import time
 from typing import Any, Callable, Iterator, Sequence
 
 from . import __version__
-from ._native import quiet_native_stderr
+from ._native import NativeLog, quiet_native_stderr
 from .calibration import CalibrationDataset
 from .errors import ConversionError, EdgeqError, ModelError, UsageError
 from .fileio import check_output, write_bytes_atomic
@@ -298,11 +298,12 @@ def convert(model: Any, calibration: Any = None, output: str | os.PathLike | Non
             progress: Callable[[int, int], None] | None = None,
             quiet: bool = True, save_recipe: bool = True, range_method: str | None = None,
             max_accuracy_drop: float | None = None, eval_data: Any = None,
-            target: str | None = None) -> ConversionResult:
+            target: str | None = None, info: Callable[[str], None] | None = None) -> ConversionResult:
     """Quantize a float model with calibration data and write the .tflite atomically.
 
     model: a .keras/.h5 path, a SavedModel directory, or an in-memory Keras model.
     calibration: a ``CalibrationDataset`` or anything it accepts as a source.
+    info: receives progress lines of long steps (the accuracy search), e.g. for a CLI.
     """
     t0 = time.perf_counter()
     warnings: list[str] = []
@@ -353,7 +354,8 @@ def convert(model: Any, calibration: Any = None, output: str | os.PathLike | Non
                     from .accuracy.mixed import convert_to_budget
 
                     tflite, rec, accuracy = convert_to_budget(tf, converter, rec, rep, pre, eval_set,
-                                                              max_accuracy_drop, label_list, warnings)
+                                                              max_accuracy_drop, label_list, warnings,
+                                                              progress=_relay(info, native_log))
                 elif rec.float_nodes or rec.float_ops or rec.range_method != "minmax":
                     tflite = _convert_selective(tf, converter, rec, rep)
                 else:
@@ -410,6 +412,17 @@ def convert(model: Any, calibration: Any = None, output: str | os.PathLike | Non
     return ConversionResult(output=str(out), recipe=rec, report=report, float_weights_bytes=float_bytes,
                             calibration=calib, preprocess=pre, seconds=time.perf_counter() - t0,
                             warnings=tuple(warnings), accuracy=accuracy, edgetpu=edgetpu)
+
+
+def _relay(info: Callable[[str], None] | None, native_log: NativeLog) -> Callable[[str], None] | None:
+    """`info` made to reach the real stderr while the converter's native logs are silenced."""
+    if info is None:
+        return None
+
+    def say(msg: str) -> None:
+        with native_log.real_stderr():
+            info(msg)
+    return say
 
 
 def recipe_path_for(model_path: str | os.PathLike) -> pathlib.Path:

@@ -6,6 +6,7 @@ channel; full int8 loses > 1 point of top-1 on the real Fashion-MNIST test set.
 from __future__ import annotations
 
 import json
+import os
 import pathlib
 
 import numpy as np
@@ -200,3 +201,18 @@ def test_in_memory_keras_reference_gives_the_same_report_as_its_file(int8_model_
     assert in_memory.models[0].top1 == from_file.models[0].top1
     assert in_memory.comparisons[0].sqnr_db == pytest.approx(from_file.comparisons[0].sqnr_db)
     assert in_memory.models[0].size_bytes > 0 and in_memory.models[0].path.startswith("<keras model")
+
+
+def test_search_progress_reaches_stderr_while_native_logs_are_silenced(tmp_path, capfd):
+    """The converter silences fd 2 (TensorFlow's C++ logs); the search's progress lines must still show."""
+    got = []
+
+    def info(msg):
+        got.append(msg)
+        os.write(2, f"PROGRESS {msg}\n".encode())   # what sys.stderr does outside pytest: fd 2
+
+    edgeq.convert(str(HARD), str(CALIB), str(tmp_path / "p.tflite"), labels=str(LABELS), max_accuracy_drop=5.0,
+                  eval_data=FMNIST, info=info)
+    err = capfd.readouterr().err
+    assert got and got[0].startswith("full int8:")
+    assert all(f"PROGRESS {m}" in err for m in got)

@@ -222,8 +222,11 @@ def _describe(s: Score, metric: str) -> str:
 
 
 def convert_to_budget(tf: Any, converter: Any, rec: Recipe, rep: Callable | None, pre: Preprocess, data: EvalData,
-                      max_drop: float, labels: Sequence[str], warnings: list[str]) -> tuple[bytes, Recipe, dict]:
-    """The converter's --max-accuracy-drop path: (model bytes, the chosen recipe, the search log)."""
+                      max_drop: float, labels: Sequence[str], warnings: list[str],
+                      progress: Callable[[str], None] | None = None) -> tuple[bytes, Recipe, dict]:
+    """The converter's --max-accuracy-drop path: (model bytes, the chosen recipe, the search log).
+
+    progress receives one line per search step (the CLI shows them: the search can take minutes)."""
     from .quantize import input_batches
     from .ranges import apply_range_method
 
@@ -233,7 +236,7 @@ def convert_to_budget(tf: Any, converter: Any, rec: Recipe, rep: Callable | None
     cal = CalibratedModel.calibrate(tf, converter, rec)
     if rec.range_method != "minmax":
         cal = apply_range_method(cal, rec.range_method, input_batches(rep))
-    result = search_mixed_precision(cal, data, pre, max_drop, labels=labels, progress=log.info)
+    result = search_mixed_precision(cal, data, pre, max_drop, labels=labels, progress=progress or log.info)
     step = result.steps[result.chosen]
     if step.float_layers:
         warnings.append(f"kept {len(step.float_layers)} activation tensor(s) in float ({len(step.float_nodes)} ops) to "

@@ -90,7 +90,8 @@ def command(ctx, model, calib, output, recipe, recipe_file, num_samples, seed, l
                          task=task, per_tensor=per_tensor, float_io=float_io,
                          allow_float_fallback=allow_float_fallback, force=force, preprocess_options=opts,
                          progress=progress, quiet=not ctx.verbose, target=target,
-                         max_accuracy_drop=max_accuracy_drop, eval_data=eval_data, range_method=range_method)
+                         max_accuracy_drop=max_accuracy_drop, eval_data=eval_data, range_method=range_method,
+                         info=ctx.info)
     for w in result.warnings:
         ctx.warn(w)
     click.echo(format_result(result), err=json_path == "-")
