@@ -49,8 +49,8 @@ MAPPED_STATUS = "Mapped to Edge TPU"
 INSTALL_HINT = (
     "edgetpu_compiler not found on PATH. Coral's Edge TPU Compiler runs only on x86-64 Debian/Ubuntu Linux "
     "(64-bit Debian 6.0+ or a derivative such as Ubuntu 10.0+). To install it there, add Coral's apt repository "
-    "(deb https://packages.cloud.google.com/apt coral-edgetpu-stable main, with Google's apt key) and install "
-    "the package 'edgetpu-compiler' (see coral.ai/docs/edgetpu/compiler/), or use Coral's web-based compiler "
+    "(suite coral-edgetpu-stable, with Google's apt key, as coral.ai/docs/edgetpu/compiler/ describes) and install "
+    "the package 'edgetpu-compiler', or use Coral's web-based compiler "
     "notebook on Google Colab. edgeq never installs it itself. 'edgeq edgetpu check' works without it.")
 
 
