@@ -10,8 +10,9 @@ import edgeq
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 out_dir = pathlib.Path(sys.argv[1] if len(sys.argv) > 1 else ROOT / "build" / "recipes")
 
-for name in edgeq.RECIPES:
-    result = edgeq.convert(ROOT / "models" / "fashion_mnist_dsconv.keras", ROOT / "calibration_data",
+for name, recipe in edgeq.RECIPES.items():
+    calibration = ROOT / "calibration_data" if recipe.needs_calibration else None
+    result = edgeq.convert(ROOT / "models" / "fashion_mnist_dsconv.keras", calibration,
                            out_dir / f"fashion_mnist_{name}.tflite", recipe=name, force=True,
                            labels=ROOT / "models" / "fashion_mnist.labels.txt")
     r = result.report
