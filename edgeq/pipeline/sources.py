@@ -159,18 +159,18 @@ class _CaptureSource(Source):
             params += [cv2.CAP_PROP_FPS, int(round(o.fps))]
         return params
 
-    def _grab_frame(self) -> tuple[bool, np.ndarray | None, float, float]:
-        """(grabbed, image, timestamp after grab, decode ms). image None with grabbed=True: corrupt."""
+    def _grab_frame(self) -> tuple[bool, Frame | None]:
+        """(grabbed, the next numbered frame). None with grabbed=True: a corrupt frame."""
         t0 = time.perf_counter()
-        ok = self._cap.grab()
+        if not self._cap.grab():
+            return False, None
         stamp = time.monotonic()
-        if not ok:
-            return False, None, stamp, 0.0
         ok, image = self._cap.retrieve()
         ms = (time.perf_counter() - t0) * 1e3
         if not ok or image is None or image.size == 0:
-            return True, None, stamp, ms
-        return True, image, stamp, ms
+            return True, None
+        self._seq += 1
+        return True, Frame(image, self._seq, stamp, ms)
 
     def _close(self) -> None:
         if self._cap is not None:
@@ -221,15 +221,14 @@ class CameraSource(_CaptureSource):
 
     def read(self) -> Frame | None:
         while self._cap is not None:
-            grabbed, image, stamp, ms = self._grab_frame()
+            grabbed, frame = self._grab_frame()
             if not grabbed:
                 self.failure = f"{self.description} stopped delivering frames (unplugged or closed)"
                 return None
-            if image is None:
+            if frame is None:
                 self.corrupt_frames += 1
                 continue
-            self._seq += 1
-            return Frame(image, self._seq, stamp, ms)
+            return frame
         return None
 
 
@@ -269,10 +268,9 @@ class VideoFileSource(_CaptureSource):
     def read(self) -> Frame | None:
         misses = 0
         while self._cap is not None:
-            grabbed, image, stamp, ms = self._grab_frame()
-            if image is not None:
-                self._seq += 1
-                return Frame(image, self._seq, stamp, ms)
+            grabbed, frame = self._grab_frame()
+            if frame is not None:
+                return frame
             # A failed grab before the declared frame count (or a failed decode) is a damaged
             # frame, not the end; many in a row means the file is truncated.
             position_left = self._count is not None and self._seq + self.corrupt_frames < self._count
@@ -339,10 +337,9 @@ class StreamSource(_CaptureSource):
     def read(self) -> Frame | None:
         misses = 0
         while self._cap is not None:
-            grabbed, image, stamp, ms = self._grab_frame()
-            if image is not None:
-                self._seq += 1
-                return Frame(image, self._seq, stamp, ms)
+            grabbed, frame = self._grab_frame()
+            if frame is not None:
+                return frame
             if grabbed and misses < MAX_CONSECUTIVE_CORRUPT:
                 self.corrupt_frames += 1
                 misses += 1
