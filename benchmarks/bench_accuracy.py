@@ -89,8 +89,9 @@ def main() -> None:
 def print_table(rows: list[tuple], n: int, markdown: bool) -> None:
     head = ("model", "variant", "top-1 %", "drop pt", "agree %", "SQNR dB", "size KiB", "notes")
     print(f"Fashion-MNIST test set, {n} images; drop and agreement against the float Keras model")
-    fmt_row = (lambda r: (r[0], r[1], f"{r[2]:.2f}", "-" if r[3] is None else f"{r[3]:+.2f}", f"{r[4]:.2f}",
-                          "-" if r[5] == float("inf") else f"{r[5]:.1f}", f"{r[6] / 1024:.1f}", r[7]))
+    def fmt_row(r):
+        return ((r[0], r[1], f"{r[2]:.2f}", "-" if r[3] is None else f"{r[3]:+.2f}", f"{r[4]:.2f}",
+                              "-" if r[5] == float("inf") else f"{r[5]:.1f}", f"{r[6] / 1024:.1f}", r[7]))
     cells = [head] + [fmt_row(r) for r in rows]
     if markdown:
         for i, c in enumerate(cells):

@@ -4,8 +4,7 @@ Importing edgeq never imports TensorFlow; only conversion and analysis load it, 
 """
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
+from ._version import __version__  # noqa: E402
 from .calibration import CalibrationDataset  # noqa: E402
 from .converter import ConversionResult, convert  # noqa: E402  (TensorFlow is imported inside convert())
 from .errors import EdgeqError  # noqa: E402

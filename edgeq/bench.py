@@ -14,7 +14,8 @@ import pathlib
 import subprocess
 import sys
 import time
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -38,7 +39,7 @@ class LatencyStats:
     std: float
 
     @classmethod
-    def from_samples(cls, ms: Sequence[float]) -> "LatencyStats":
+    def from_samples(cls, ms: Sequence[float]) -> LatencyStats:
         a = np.asarray(ms, dtype=np.float64)
         p50, p90, p99 = np.percentile(a, [50, 90, 99])
         return cls(float(a.min()), float(a.mean()), float(p50), float(p90), float(p99), float(a.max()),

@@ -12,7 +12,8 @@ import glob as globlib
 import logging
 import os
 import pathlib
-from typing import Any, Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -216,8 +217,9 @@ class CalibrationDataset:
         pre = self.preprocess
         if img.dtype.kind == "f":
             if pre is not None and img.shape != (pre.height, pre.width, pre.channels):
+                expected = (pre.height, pre.width, pre.channels)
                 raise ValueError(f"float sample of shape {img.shape} is taken as a ready tensor and must be "
-                                 f"{(pre.height, pre.width, pre.channels)}; pass uint8 images to have them preprocessed")
+                                 f"{expected}; pass uint8 images to have them preprocessed")
             return img.astype(np.float32)
         if pre is None:
             raise ValueError("integer images need a Preprocess spec")

@@ -13,10 +13,11 @@ import os
 import pathlib
 import tempfile
 import time
-from typing import Any, Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
-from . import __version__
 from ._native import NativeLog, quiet_native_stderr
+from ._version import __version__
 from .calibration import CalibrationDataset
 from .errors import ConversionError, EdgeqError, ModelError, UsageError
 from .fileio import check_output, write_bytes_atomic
@@ -157,9 +158,8 @@ def infer_preprocess(model: Any, kind: str, given: Preprocess | None, options: d
         shape = _input_shape(model, kind) if kind != "saved_model" else None
         if kind == "saved_model" and not options.get("input_size"):
             shape = options.get("_saved_model_shape")
-        if shape is None or len(shape) != 4:
-            if not options.get("input_size"):
-                raise UsageError("cannot infer the input size of this model; pass --input-size WIDTHxHEIGHT")
+        if (shape is None or len(shape) != 4) and not options.get("input_size"):
+            raise UsageError("cannot infer the input size of this model; pass --input-size WIDTHxHEIGHT")
         h = w = c = None
         if shape is not None and len(shape) == 4:
             _, h, w, c = shape
@@ -384,9 +384,9 @@ def convert(model: Any, calibration: Any = None, output: str | os.PathLike | Non
             warnings.append(f"{len(report.float_ops)} op(s) left in float ({why}): "
                             f"{', '.join(report.float_ops[:10])}; such a model will not map fully onto the Edge TPU")
     calib = dataset.summary().to_dict() if dataset is not None else {}
+    sha256 = _hash_path(pathlib.Path(desc)) if kind != "keras_model" else _hash_weights(model)
     meta = EdgeqMetadata(preprocess=pre, labels=tuple(label_list), task=task, recipe=rec.to_dict(),
-                         calibration=calib, source=os.path.basename(desc),
-                         source_sha256=_hash_path(pathlib.Path(desc)) if kind != "keras_model" else _hash_weights(model),
+                         calibration=calib, source=os.path.basename(desc), source_sha256=sha256,
                          edgeq_version=__version__)
     if label_list and report.outputs and task == "classify":
         n_out = report.outputs[0].shape[-1] if report.outputs[0].shape else 0

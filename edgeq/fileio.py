@@ -6,7 +6,8 @@ import json
 import os
 import pathlib
 import tempfile
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from .errors import EdgeqError, OutputExistsError
 
@@ -51,11 +52,10 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[pathlib.P
 
 
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> pathlib.Path:
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
     return pathlib.Path(path)
 
 

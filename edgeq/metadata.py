@@ -47,7 +47,7 @@ class EdgeqMetadata:
         return json.dumps(self.to_dict(), sort_keys=True)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "EdgeqMetadata":
+    def from_dict(cls, d: dict[str, Any]) -> EdgeqMetadata:
         pre = d.get("preprocess")
         return cls(
             preprocess=Preprocess.from_dict(pre) if pre else None,

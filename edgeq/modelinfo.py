@@ -26,7 +26,7 @@ class TensorSpec:
     index: int = -1
 
     @classmethod
-    def from_tensor(cls, t: TensorInfo) -> "TensorSpec":
+    def from_tensor(cls, t: TensorInfo) -> TensorSpec:
         per_tensor = len(t.scale) == 1
         return cls(name=t.name, shape=t.shape, dtype=t.dtype.lower(),
                    scale=t.scale[0] if per_tensor else None,

@@ -11,7 +11,8 @@ HxWx4 BGRA, unless ``input_color`` says otherwise.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -100,7 +101,7 @@ class Preprocess:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Preprocess":
+    def from_dict(cls, d: dict[str, Any]) -> Preprocess:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - known
         if unknown:
@@ -111,7 +112,7 @@ class Preprocess:
                 d[k] = tuple(float(v) for v in d[k])
         return cls(**d)
 
-    def replace(self, **changes: Any) -> "Preprocess":
+    def replace(self, **changes: Any) -> Preprocess:
         return dataclasses.replace(self, **changes)
 
     # ---- application -------------------------------------------------------------------
@@ -191,7 +192,7 @@ class Preprocess:
     def from_options(cls, height: int, width: int, channels: int | None = None, *,
                      color: str | None = None, value_range: str | None = None,
                      mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
-                     resize: str | None = None, default_range: str = "0,1") -> "Preprocess":
+                     resize: str | None = None, default_range: str = "0,1") -> Preprocess:
         """Build a spec from CLI-style options, filling gaps from the model's input shape."""
         if color is None:
             color = "GRAY" if channels == 1 else "RGB"

@@ -2,7 +2,9 @@
 
     .venv/bin/python examples/classify_image.py   (after the README's first set-up command)
 """
-import cv2, edgeq
+import cv2
+
+import edgeq
 
 with edgeq.load("build/fashion_mnist_int8.tflite", delegate="auto", num_threads=2) as m:
     print(m.delegate_report.describe())

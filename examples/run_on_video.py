@@ -10,8 +10,7 @@ import argparse
 import sys
 
 import edgeq.runtime
-from edgeq.pipeline import (JsonLinesSink, Pipeline, RunOptions, VideoSink, format_report, open_source,
-                            stop_on_signals)
+from edgeq.pipeline import JsonLinesSink, Pipeline, RunOptions, VideoSink, format_report, open_source, stop_on_signals
 
 
 def main() -> int:

@@ -4,8 +4,8 @@ import shutil
 import cv2
 import numpy as np
 import pytest
-
 from conftest import CALIBRATION_DIR
+
 from edgeq.calibration import CalibrationDataset
 from edgeq.errors import CalibrationError
 from edgeq.preprocess import Preprocess

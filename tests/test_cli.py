@@ -4,8 +4,8 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import BUNDLED_KERAS, BUNDLED_LABELS, CALIBRATION_DIR
+
 from edgeq.cli import main
 
 

@@ -1,11 +1,12 @@
 """The converter on the bundled real model: recipes, full-integer check, accuracy, safety of outputs."""
+import pathlib
 import subprocess
 import sys
 
 import numpy as np
 import pytest
-
 from conftest import BUNDLED_KERAS, BUNDLED_LABELS, CALIBRATION_DIR
+
 from edgeq.errors import ConversionError, ModelError, OutputExistsError, UsageError
 from edgeq.modelinfo import inspect_model
 from edgeq.recipes import Recipe
@@ -98,7 +99,7 @@ def test_per_tensor_and_float_io_options(tmp_path):
     assert r.full_integer and not r.integer_io
     assert r.inputs[0].dtype == "float32" and r.ops.get("QUANTIZE") and r.ops.get("DEQUANTIZE")
     from edgeq.tflite_format import parse_model
-    mf = parse_model(open(res.output, "rb").read())
+    mf = parse_model(pathlib.Path(res.output).read_bytes())
     conv_weights = [mf.main.tensors[op.inputs[1]] for op in mf.main.operators if op.op == "CONV_2D"]
     assert all(len(t.scale) == 1 for t in conv_weights)          # per-tensor: one scale per weight tensor
 
@@ -145,6 +146,7 @@ def test_bad_calibration_fails_before_tensorflow_loads(tmp_path):
 
 def test_double_normalisation_warning(tmp_path):
     import keras
+
     from edgeq.converter import convert
     inp = keras.Input((28, 28, 1))
     x = keras.layers.Rescaling(1 / 255.0)(inp)
@@ -162,6 +164,7 @@ def test_float_op_fails_full_integer_unless_allowed(tmp_path):
     """An op with only a float kernel (here: SIN) must fail the int8 recipe, naming it."""
     import keras
     import tensorflow as tf
+
     from edgeq.converter import convert
     inp = keras.Input((28, 28, 1))
     x = keras.layers.Conv2D(4, 3)(inp)
@@ -179,6 +182,7 @@ def test_float_op_fails_full_integer_unless_allowed(tmp_path):
 def test_ops_without_tflite_kernel_are_named(tmp_path):
     import keras
     import tensorflow as tf
+
     from edgeq.converter import convert
     inp = keras.Input((28, 28, 1))
     m = keras.Model(inp, keras.layers.Lambda(lambda t: tf.math.erf(t))(inp))
@@ -190,6 +194,7 @@ def test_ops_without_tflite_kernel_are_named(tmp_path):
 def test_keras_application_converts_to_full_int8_and_runs(tmp_path):
     """A real architecture (MobileNetV2 at 224, random weights, real BatchNorm statistics)."""
     from ai_edge_litert.interpreter import Interpreter
+
     from edgeq import zoo
     from edgeq.converter import convert
     imgs = zoo.images_for(224, str(CALIBRATION_DIR), count=8)
@@ -216,6 +221,7 @@ def test_h5_and_saved_model_inputs(tmp_path):
     """The other documented inputs: a legacy .h5 file and a SavedModel directory (input size read from
     its serving signature)."""
     import keras
+
     from edgeq.converter import convert
     model = keras.models.load_model(BUNDLED_KERAS, compile=False)
     h5 = tmp_path / "m.h5"

@@ -12,8 +12,8 @@ import json
 
 import numpy as np
 import pytest
-
 from conftest import BUNDLED_KERAS, CALIBRATION_DIR
+
 from edgeq.cli import main
 from edgeq.edgetpu import check_model, format_report, freeze_shapes
 from edgeq.preprocess import Preprocess

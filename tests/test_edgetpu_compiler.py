@@ -19,12 +19,18 @@ import sys
 
 import numpy as np
 import pytest
-
 from conftest import CALIBRATION_DIR, TEST_DATA
+
 from edgeq.calibration import read_image
 from edgeq.cli import main
-from edgeq.edgetpu import (CompilerError, check_model, compile_model, freeze_shapes, is_edgetpu_compiled,
-                           parse_compiler_log)
+from edgeq.edgetpu import (
+    CompilerError,
+    check_model,
+    compile_model,
+    freeze_shapes,
+    is_edgetpu_compiled,
+    parse_compiler_log,
+)
 from edgeq.edgetpu.check import OpContext
 from edgeq.edgetpu.ops import SUPPORTED_OPS, rule_for
 from edgeq.errors import ToolNotFoundError, UsageError

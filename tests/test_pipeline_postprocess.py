@@ -7,8 +7,19 @@ import numpy as np
 import pytest
 
 from edgeq.errors import ModelError, UsageError
-from edgeq.pipeline import (FrameContext, LatencyRecorder, LatestFrameSlot, RateMeter, classify_topk, decode_ssd,
-                            decode_yolo, get_postprocess, infer_postprocess, nms, rate)
+from edgeq.pipeline import (
+    FrameContext,
+    LatencyRecorder,
+    LatestFrameSlot,
+    RateMeter,
+    classify_topk,
+    decode_ssd,
+    decode_yolo,
+    get_postprocess,
+    infer_postprocess,
+    nms,
+    rate,
+)
 from edgeq.pipeline.sources import Frame
 from edgeq.preprocess import Preprocess
 

@@ -8,9 +8,20 @@ import cv2
 import pytest
 
 from edgeq.errors import UsageError
-
-from edgeq.pipeline import (Frame, JsonLinesSink, Pipeline, RunOptions, Sink, Source, SourceOptions, StreamSource,
-                            SyntheticSource, VideoFileSource, VideoSink, format_report)
+from edgeq.pipeline import (
+    Frame,
+    JsonLinesSink,
+    Pipeline,
+    RunOptions,
+    Sink,
+    Source,
+    SourceOptions,
+    StreamSource,
+    SyntheticSource,
+    VideoFileSource,
+    VideoSink,
+    format_report,
+)
 
 pytestmark = pytest.mark.convert
 

@@ -13,9 +13,23 @@ import numpy as np
 import pytest
 
 from edgeq.errors import SourceError, UsageError
-from edgeq.pipeline import (CameraSource, FrameResult, ImageFolderSource, JsonLinesSink, PreviewSink, SinkError,
-                            SourceOptions, StreamSource, SyntheticSource, VideoFileSource, VideoSink,
-                            decode_frame_number, encode_frame_number, gui_available, open_source)
+from edgeq.pipeline import (
+    CameraSource,
+    FrameResult,
+    ImageFolderSource,
+    JsonLinesSink,
+    PreviewSink,
+    SinkError,
+    SourceOptions,
+    StreamSource,
+    SyntheticSource,
+    VideoFileSource,
+    VideoSink,
+    decode_frame_number,
+    encode_frame_number,
+    gui_available,
+    open_source,
+)
 
 
 def test_open_source_dispatches_each_form(tmp_path, vtest_path):

@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 
 from edgeq.errors import DelegateError, DelegateUnavailableError, ModelError
-from edgeq.runtime import load
 from edgeq.runtime import delegates as dl
+from edgeq.runtime import load
 
 HERE = pathlib.Path(__file__).resolve().parent
 DATA = HERE / "data"
@@ -165,9 +165,8 @@ def test_delegate_not_claiming_the_tpu_op_gives_model_error(delegate_lib, stats)
 
 def test_edgetpu_on_uncompiled_model_warns_nothing_offloaded(delegate_lib, stats, monkeypatch, caplog):
     monkeypatch.setenv(dl.EDGETPU_LIBRARY_ENV, str(delegate_lib))
-    with caplog.at_level("WARNING", logger="edgeq"):
-        with load(ADD, delegate="edgetpu") as m:
-            (warning,) = m.delegate_report.warnings  # in the report, for commands to print
+    with caplog.at_level("WARNING", logger="edgeq"), load(ADD, delegate="edgetpu") as m:
+        (warning,) = m.delegate_report.warnings  # in the report, for commands to print
     assert "nothing will be offloaded" in warning and "nothing will be offloaded" in caplog.text
     assert m.delegate_report.to_dict()["warnings"] == [warning] and warning in m.delegate_report.describe()
     with load(TPU_MODEL, delegate="edgetpu") as m:

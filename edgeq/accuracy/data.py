@@ -14,7 +14,8 @@ import json
 import os
 import pathlib
 import re
-from typing import Any, Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -52,7 +53,7 @@ class EvalData:
             else:
                 yield i, np.asarray(item)
 
-    def subset(self, n: int | None, seed: int = 0) -> "EvalData":
+    def subset(self, n: int | None, seed: int = 0) -> EvalData:
         """A deterministic, class-balanced-by-chance random subset of at most n samples."""
         if n is None or n >= len(self):
             return self
@@ -63,7 +64,7 @@ class EvalData:
         labels = self.labels[idx] if self.labels is not None else None
         return dataclasses.replace(self, items=items, labels=labels)
 
-    def with_model_classes(self, model_labels: Sequence[str], num_classes: int) -> "EvalData":
+    def with_model_classes(self, model_labels: Sequence[str], num_classes: int) -> EvalData:
         """Map the data's labels onto the model's class indices, or explain why they don't fit."""
         if self.labels is None:
             return self
@@ -102,7 +103,7 @@ def _norm(name: str) -> str:
     return re.sub(r"[^0-9a-z]", "", name.lower())
 
 
-def read_eval_data(source: "str | os.PathLike | np.ndarray | EvalData", labels: np.ndarray | None = None) -> EvalData:
+def read_eval_data(source: str | os.PathLike | np.ndarray | EvalData, labels: np.ndarray | None = None) -> EvalData:
     """Open any supported evaluation source (see module docstring)."""
     if isinstance(source, EvalData):
         return source

@@ -8,7 +8,8 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -283,7 +284,8 @@ def format_report(r: EvalReport) -> str:
              f"preprocessing {r.preprocess.describe()}"]
     lines.append(f"{'model':<48} {'size KiB':>9} {'top-1 %':>8} {'top-5 %':>8}")
     for m in r.models:
-        f = (lambda v: f"{v:8.2f}" if v is not None else f"{'-':>8}")
+        def f(v):
+            return (f"{v:8.2f}" if v is not None else f"{'-':>8}")
         lines.append(f"{_short(m.path):<48} {m.size_bytes / 1024:9.1f} {f(m.top1)} {f(m.top5)}")
     if r.comparisons:
         lines.append(f"{'vs reference':<48} {'agree %':>8} {'drop pt':>8} {'SQNR dB':>8} {'cosine':>8} {'max|err|':>9}")

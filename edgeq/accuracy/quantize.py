@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from typing import Any, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -63,7 +64,7 @@ class CalibratedModel:
         self._layers: tuple[Layer, ...] | None = None
 
     @classmethod
-    def calibrate(cls, tf: Any, converter: Any, recipe: Recipe) -> "CalibratedModel":
+    def calibrate(cls, tf: Any, converter: Any, recipe: Recipe) -> CalibratedModel:
         """Run the converter's calibration only (the converter is configured by edgeq.converter)."""
         check_recipe(recipe)
         converter.experimental_mlir_quantizer = True
@@ -92,7 +93,7 @@ class CalibratedModel:
             raise ConversionError(f"TFLite quantizer failed: {str(exc).strip().splitlines()[0]}") from exc
         return bytes(out)
 
-    def with_data(self, data: bytes) -> "CalibratedModel":
+    def with_data(self, data: bytes) -> CalibratedModel:
         return CalibratedModel(self.tf, data, self.recipe)
 
     # ---- graph -----------------------------------------------------------------------------
@@ -138,7 +139,7 @@ class CalibratedModel:
                 out[i] = (float(q.min[0]), float(q.max[0]))
         return out
 
-    def with_ranges(self, ranges: dict[int, tuple[float, float]]) -> "CalibratedModel":
+    def with_ranges(self, ranges: dict[int, tuple[float, float]]) -> CalibratedModel:
         """A copy whose recorded min/max are replaced for the given tensor indices."""
         from ..metadata import pack_model, unpack_model
 

@@ -59,7 +59,7 @@ class TFLiteRunner:
 
     @classmethod
     def open(cls, model: str | os.PathLike | bytes, num_threads: int | None = None, batch: int = 256,
-             name: str | None = None, delegate: str = "xnnpack") -> "TFLiteRunner":
+             name: str | None = None, delegate: str = "xnnpack") -> TFLiteRunner:
         from ..runtime import load
 
         m = load(model, delegate=delegate, num_threads=num_threads or os.cpu_count() or 1)
@@ -132,7 +132,7 @@ class KerasRunner:
     _fn: Any = None
 
     @classmethod
-    def open(cls, path: Any) -> "KerasRunner":
+    def open(cls, path: Any) -> KerasRunner:
         """path: .keras/.h5 file, SavedModel directory, or an in-memory Keras model."""
         from ..converter import _load_keras, describe_source_model, import_tensorflow
 

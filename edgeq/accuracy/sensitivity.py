@@ -16,7 +16,8 @@ import io
 import math
 import os
 import warnings
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 

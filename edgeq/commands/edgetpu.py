@@ -5,6 +5,7 @@ import click
 
 from .common import emit_json, json_option
 
+
 @click.group("edgetpu")
 def command() -> None:
     """Coral Edge TPU readiness: check a .tflite, freeze its shapes, compile it.

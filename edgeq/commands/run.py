@@ -6,8 +6,16 @@ import sys
 import click
 
 from ..errors import EdgeqError, SourceError, UsageError
-from .common import (emit_json, parse_delegate_options, report_delegate, has_preprocess_options, json_option, preprocess_for_model, preprocess_kwargs,
-                     preprocess_options)
+from .common import (
+    emit_json,
+    has_preprocess_options,
+    json_option,
+    parse_delegate_options,
+    preprocess_for_model,
+    preprocess_kwargs,
+    preprocess_options,
+    report_delegate,
+)
 
 
 def _camera_size(text: str | None) -> tuple[int | None, int | None]:
@@ -105,8 +113,17 @@ def command(ctx, model, source, mode, delegate, delegate_option, threads, max_fr
     (--json) is written and the video (--output) finalised in every case.
     """
     from ..fileio import check_output
-    from ..pipeline import (JsonLinesSink, Pipeline, PreviewSink, RunOptions, SourceOptions, VideoSink,
-                            format_report, open_source, stop_on_signals)
+    from ..pipeline import (
+        JsonLinesSink,
+        Pipeline,
+        PreviewSink,
+        RunOptions,
+        SourceOptions,
+        VideoSink,
+        format_report,
+        open_source,
+        stop_on_signals,
+    )
 
     for path in (output, jsonl):
         if path:

@@ -29,8 +29,15 @@ from typing import Any
 import numpy as np
 
 from ..tflite_format import ModelFile, TensorInfo, load_model_file
-from .ops import (DEFAULT_RUNTIME_VERSION, EDGETPU_CUSTOM_OP, ON_CHIP_CACHE_BYTES, REPLACEMENTS, TIGHT_CACHE_BYTES,
-                  OpContext, rule_for)
+from .ops import (
+    DEFAULT_RUNTIME_VERSION,
+    EDGETPU_CUSTOM_OP,
+    ON_CHIP_CACHE_BYTES,
+    REPLACEMENTS,
+    TIGHT_CACHE_BYTES,
+    OpContext,
+    rule_for,
+)
 
 EIGHT_BIT = frozenset({"INT8", "UINT8"})
 # Integer types allowed for constant tensors (biases are int32; shapes/axes int32/int64).

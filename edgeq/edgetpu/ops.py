@@ -18,7 +18,8 @@ estimate (``certain=False``): only the compiler knows.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 

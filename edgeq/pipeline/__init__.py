@@ -4,14 +4,36 @@ Runtime code: never imports TensorFlow.
 """
 from __future__ import annotations
 
-from .postprocess import (POSTPROCESSORS, Classification, Detections, FrameContext, RawOutputs, classify_topk,
-                          decode_ssd, decode_yolo, get_postprocess, infer_postprocess, nms)
+from ..errors import SinkError
+from .postprocess import (
+                          POSTPROCESSORS,
+                          Classification,
+                          Detections,
+                          FrameContext,
+                          RawOutputs,
+                          classify_topk,
+                          decode_ssd,
+                          decode_yolo,
+                          get_postprocess,
+                          infer_postprocess,
+                          nms,
+)
 from .report import FrameResult, LiveStatus, RunReport, format_report
 from .runner import MODES, LatestFrameSlot, Pipeline, RunOptions, run_pipeline, stop_on_signals
-from ..errors import SinkError
 from .sinks import VIDEO_CODECS, JsonLinesSink, NullSink, PreviewSink, Sink, VideoSink, annotate, gui_available
-from .sources import (CameraSource, Frame, ImageFolderSource, Source, SourceOptions, StreamSource,
-                      SyntheticSource, VideoFileSource, decode_frame_number, encode_frame_number, open_source)
+from .sources import (
+                          CameraSource,
+                          Frame,
+                          ImageFolderSource,
+                          Source,
+                          SourceOptions,
+                          StreamSource,
+                          SyntheticSource,
+                          VideoFileSource,
+                          decode_frame_number,
+                          encode_frame_number,
+                          open_source,
+)
 from .stats import STAGES, Distribution, LatencyRecorder, RateMeter, rate
 
 __all__ = [

@@ -22,7 +22,8 @@ import queue
 import signal
 import threading
 import time
-from typing import Any, Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 from ..errors import PreprocessError, SourceError, UsageError
 from .postprocess import FrameContext, get_postprocess, infer_postprocess

@@ -44,7 +44,7 @@ class Sink(abc.ABC):
         """The file this sink left behind after close (None: writes no file, or wrote none)."""
         return None
 
-    def __enter__(self) -> "Sink":
+    def __enter__(self) -> Sink:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -195,7 +195,7 @@ class JsonLinesSink(Sink):
 
     def start(self, source: Any, mode: str) -> None:
         self._tmp = _temp_beside(self.path, ".partial")
-        self._fh = open(self._tmp, "w", encoding="utf-8")
+        self._fh = open(self._tmp, "w", encoding="utf-8")  # noqa: SIM115 - held open across write() calls
 
     def write(self, item: FrameResult) -> None:
         if not self._closed and self._fh is not None:

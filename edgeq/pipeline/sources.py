@@ -15,7 +15,8 @@ import pathlib
 import re
 import time
 import urllib.parse
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -97,7 +98,7 @@ class Source(abc.ABC):
     def _close(self) -> None:
         pass
 
-    def open(self) -> "Source":
+    def open(self) -> Source:
         if not self._opened:
             self._open()
             self._opened = True
@@ -108,7 +109,7 @@ class Source(abc.ABC):
             self._opened = False
             self._close()
 
-    def __enter__(self) -> "Source":
+    def __enter__(self) -> Source:
         return self.open()
 
     def __exit__(self, *exc: Any) -> None:

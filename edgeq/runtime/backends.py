@@ -9,7 +9,8 @@ import dataclasses
 import importlib
 import logging
 import os
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from ..errors import DelegateUnavailableError, UsageError
 

@@ -11,7 +11,8 @@ import logging
 import os
 import sys
 import time
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -152,7 +153,7 @@ class EdgeModel:
             self._engine.close()
             self._engine = None
 
-    def __enter__(self) -> "EdgeModel":
+    def __enter__(self) -> EdgeModel:
         self._check_open()
         return self
 

@@ -2,7 +2,8 @@
 
 The real compiler is closed-source, x86-64 Debian/Ubuntu only, and not installable here. This script
 only exercises edgeq's subprocess boundary: it takes the same options (-s, -o DIR, -n N, -m N,
--v; with -n it writes N copies named like the compiler's segments, without splitting), prints its report in the documented output format (coral.ai/docs/edgetpu/compiler/) with a
+-v; with -n it writes N copies named like the compiler's segments, without splitting),
+prints its report in the documented output format (coral.ai/docs/edgetpu/compiler/) with a
 version line that says it is a stand-in, writes <name>_edgetpu.tflite and <name>_edgetpu.log.
 
 Its "mapping" is not the Edge TPU's: every op maps, except that with EDGEQ_STANDIN_DECLINE=OP the

@@ -46,9 +46,9 @@ def make_add_model(tf) -> bytes:
 
 def make_edgetpu_model(add_model: bytes) -> bytes:
     """Rewrite the first ADD into 'edgetpu-custom-op' (how edgetpu_compiler marks TPU subgraphs)."""
-    from edgeq.metadata import pack_model, unpack_model
-
     from ai_edge_litert import schema_py_generated as schema
+
+    from edgeq.metadata import pack_model, unpack_model
 
     m = unpack_model(add_model)
     add_code = next(i for i, oc in enumerate(m.operatorCodes)
