@@ -65,7 +65,7 @@ def main() -> None:
     args = ap.parse_args()
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
     sys.path.insert(0, str(ROOT))
-    from edgeq import zoo
+    import zoo
 
     with tempfile.TemporaryDirectory() as tmp:
         model_path = os.path.join(tmp, "mnv2.keras")

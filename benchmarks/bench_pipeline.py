@@ -32,8 +32,9 @@ VTEST = pathlib.Path(os.environ.get("EDGEQ_VTEST", ROOT / ".data" / "vtest.avi")
 
 def build_model(out: pathlib.Path, video: pathlib.Path, alpha: float) -> None:
     """MobileNetV2 with real BatchNorm statistics, converted to int8 (run in a child process)."""
+    import zoo
+
     import edgeq
-    from edgeq import zoo
 
     frames = zoo.images_for(224, str(video), count=64)   # real street frames, RGB in [-1, 1]
     model = zoo.build("MobileNetV2", 224, alpha=alpha, images=frames)

@@ -69,7 +69,7 @@ def build_mobilenet(recipes: tuple[str, ...] = ("int8", "float16")) -> dict[str,
     from edgeq.converter import import_tensorflow
 
     import_tensorflow()
-    from edgeq import zoo
+    import zoo
 
     batch = np.stack([MOBILENET_PRE.apply(img) for img in real_images(64)])
     model = zoo.build("MobileNetV2", 224, images=batch)  # moving statistics := statistics of real images

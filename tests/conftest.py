@@ -4,6 +4,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import pathlib
+import sys
 
 import pytest
 
@@ -13,6 +14,10 @@ BUNDLED_LABELS = ROOT / "models" / "fashion_mnist.labels.txt"
 CALIBRATION_DIR = ROOT / "calibration_data"
 TEST_DATA = ROOT / "tests" / "data"
 VTEST = pathlib.Path(os.environ.get("EDGEQ_VTEST", ROOT / ".data" / "vtest.avi"))
+
+# benchmarks/zoo.py (offline Keras application models with real BatchNorm statistics) is shared by the
+# benchmarks and the tests; it is not part of the installed package.
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 HAVE_TF = importlib.util.find_spec("tensorflow") is not None
 

@@ -193,9 +193,9 @@ def test_ops_without_tflite_kernel_are_named(tmp_path):
 
 def test_keras_application_converts_to_full_int8_and_runs(tmp_path):
     """A real architecture (MobileNetV2 at 224, random weights, real BatchNorm statistics)."""
+    import zoo
     from ai_edge_litert.interpreter import Interpreter
 
-    from edgeq import zoo
     from edgeq.converter import convert
     imgs = zoo.images_for(224, str(CALIBRATION_DIR), count=8)
     model = zoo.build("MobileNetV2", 224, alpha=0.35, classes=10, images=imgs)

@@ -25,8 +25,9 @@ MOBILENET_PRE = Preprocess(height=96, width=96, color="RGB", mean=(127.5,), std=
 
 
 def _mobilenet(tmp_path_factory, name: str, **kw):
+    import zoo
+
     import edgeq
-    from edgeq import zoo
 
     images = zoo.images_for(96, str(CALIBRATION_DIR), count=16)
     model = zoo.build(name, 96, classes=10, images=images, **kw)

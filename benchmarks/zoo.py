@@ -10,15 +10,15 @@ from typing import Any
 
 import numpy as np
 
-from .errors import UsageError
+from edgeq.errors import UsageError
 
 ARCHITECTURES = ("MobileNetV2", "MobileNetV3Small", "MobileNetV3Large", "EfficientNetB0")
 
 
 def images_for(size: int, source: str, count: int = 32, seed: int = 0) -> np.ndarray:
     """Real images from an image folder/video as float RGB batch [N,size,size,3] in [-1, 1]."""
-    from .calibration import CalibrationDataset
-    from .preprocess import Preprocess
+    from edgeq.calibration import CalibrationDataset
+    from edgeq.preprocess import Preprocess
 
     pre = Preprocess(height=size, width=size, color="RGB", mean=(127.5,), std=(127.5,))
     ds = CalibrationDataset(source, pre, num_samples=count, seed=seed)
