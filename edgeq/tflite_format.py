@@ -206,65 +206,16 @@ def parse_model(data: bytes, name: str = "<bytes>") -> ModelFile:
 def _parse(r: _Reader, data: bytes, name: str) -> ModelFile:
     root = r.root()
     version = r.scalar(root, 0, "<I")
-    opcodes = []
-    for oc in r.tables(root, 1):
-        deprecated = r.scalar(oc, 0, "<b")
-        builtin = r.scalar(oc, 3, "<i")
-        code = max(int(deprecated), int(builtin))
-        opcodes.append((code, r.string(oc, 1), r.scalar(oc, 2, "<i", 1)))
-
+    opcodes = _parse_opcodes(r, root)
     buffers = r.tables(root, 4)
     buffer_sizes = []
     for b in buffers:
         vec = r.vector(b, 0)
         size = vec[1] if vec else r.scalar(b, 2, "<Q")
         buffer_sizes.append(int(size))
-
-    subgraphs = []
-    for sg in r.tables(root, 2):
-        tensors = []
-        for ti, t in enumerate(r.tables(sg, 0)):
-            q = r.table(t, 4)
-            scale: tuple = ()
-            zp: tuple = ()
-            qdim = 0
-            if q is not None:
-                scale = tuple(float(s) for s in r.scalars(q, 2, "f"))
-                zp = tuple(int(z) for z in r.scalars(q, 3, "q"))
-                qdim = r.scalar(q, 6, "<i")
-            buf = r.scalar(t, 2, "<I")
-            dtype_code = r.scalar(t, 1, "<b")
-            shape = tuple(int(d) for d in r.scalars(t, 0, "i"))
-            sig = tuple(int(d) for d in r.scalars(t, 7, "i")) or shape
-            tensors.append(TensorInfo(
-                index=ti, name=r.string(t, 3), shape=shape, shape_signature=sig,
-                dtype=TENSOR_TYPES.get(dtype_code, f"TYPE_{dtype_code}"), buffer=buf,
-                scale=scale, zero_point=zp, quantized_dimension=qdim,
-                is_constant=0 < buf < len(buffer_sizes) and buffer_sizes[buf] > 0))
-        ops = []
-        for oi, o in enumerate(r.tables(sg, 3)):
-            idx = r.scalar(o, 0, "<I")
-            if idx >= len(opcodes):
-                raise ModelError(f"{name}: corrupt TFLite flatbuffer (operator {oi} uses opcode "
-                                 f"{idx} of {len(opcodes)}); re-export the model")
-            code, custom, ver = opcodes[idx]
-            ins = tuple(int(i) for i in r.scalars(o, 1, "i"))
-            outs = tuple(int(i) for i in r.scalars(o, 2, "i"))
-            for i in ins + outs:
-                if i >= len(tensors) or i < -1:
-                    raise ModelError(f"{name}: corrupt TFLite flatbuffer (operator {oi} refers to "
-                                     f"tensor {i} of {len(tensors)}); re-export the model")
-            ops.append(OperatorInfo(oi, _op_name(code, custom), ins, outs, custom if code == 32 else "", ver))
-        ins = tuple(int(i) for i in r.scalars(sg, 1, "i"))
-        outs = tuple(int(i) for i in r.scalars(sg, 2, "i"))
-        for i in ins + outs:
-            if not 0 <= i < len(tensors):
-                raise ModelError(f"{name}: corrupt TFLite flatbuffer (subgraph input/output {i} of "
-                                 f"{len(tensors)} tensors); re-export the model")
-        subgraphs.append(SubgraphInfo(r.string(sg, 4), tuple(tensors), tuple(ops), ins, outs))
+    subgraphs = [_parse_subgraph(r, sg, opcodes, buffer_sizes, name) for sg in r.tables(root, 2)]
     if not subgraphs:
         raise ModelError(f"{name}: the TFLite model has no subgraph")
-
     metadata = {}
     for m in r.tables(root, 6):
         bi = r.scalar(m, 1, "<I")
@@ -273,6 +224,63 @@ def _parse(r: _Reader, data: bytes, name: str) -> ModelFile:
         metadata[r.string(m, 0)] = _buffer_bytes(r, buffers[bi])
     return ModelFile(version=int(version), subgraphs=tuple(subgraphs), buffer_sizes=tuple(buffer_sizes),
                      metadata=metadata, description=r.string(root, 3), size_bytes=len(data))
+
+
+def _parse_opcodes(r: _Reader, root: int) -> list[tuple[int, str, int]]:
+    """(builtin code, custom code, version) per operator code; old models set only the deprecated code."""
+    opcodes = []
+    for oc in r.tables(root, 1):
+        deprecated = r.scalar(oc, 0, "<b")
+        builtin = r.scalar(oc, 3, "<i")
+        code = max(int(deprecated), int(builtin))
+        opcodes.append((code, r.string(oc, 1), r.scalar(oc, 2, "<i", 1)))
+    return opcodes
+
+
+def _parse_tensor(r: _Reader, t: int, index: int, buffer_sizes: list[int]) -> TensorInfo:
+    q = r.table(t, 4)
+    scale: tuple = ()
+    zp: tuple = ()
+    qdim = 0
+    if q is not None:
+        scale = tuple(float(s) for s in r.scalars(q, 2, "f"))
+        zp = tuple(int(z) for z in r.scalars(q, 3, "q"))
+        qdim = r.scalar(q, 6, "<i")
+    buf = r.scalar(t, 2, "<I")
+    dtype_code = r.scalar(t, 1, "<b")
+    shape = tuple(int(d) for d in r.scalars(t, 0, "i"))
+    sig = tuple(int(d) for d in r.scalars(t, 7, "i")) or shape
+    return TensorInfo(index=index, name=r.string(t, 3), shape=shape, shape_signature=sig,
+                      dtype=TENSOR_TYPES.get(dtype_code, f"TYPE_{dtype_code}"), buffer=buf,
+                      scale=scale, zero_point=zp, quantized_dimension=qdim,
+                      is_constant=0 < buf < len(buffer_sizes) and buffer_sizes[buf] > 0)
+
+
+def _parse_subgraph(r: _Reader, sg: int, opcodes: list[tuple[int, str, int]], buffer_sizes: list[int],
+                    name: str) -> SubgraphInfo:
+    """Tensors and operators of one subgraph; every index they use is checked against what exists."""
+    tensors = [_parse_tensor(r, t, ti, buffer_sizes) for ti, t in enumerate(r.tables(sg, 0))]
+    ops = []
+    for oi, o in enumerate(r.tables(sg, 3)):
+        idx = r.scalar(o, 0, "<I")
+        if idx >= len(opcodes):
+            raise ModelError(f"{name}: corrupt TFLite flatbuffer (operator {oi} uses opcode "
+                             f"{idx} of {len(opcodes)}); re-export the model")
+        code, custom, ver = opcodes[idx]
+        ins = tuple(int(i) for i in r.scalars(o, 1, "i"))
+        outs = tuple(int(i) for i in r.scalars(o, 2, "i"))
+        for i in ins + outs:
+            if i >= len(tensors) or i < -1:
+                raise ModelError(f"{name}: corrupt TFLite flatbuffer (operator {oi} refers to "
+                                 f"tensor {i} of {len(tensors)}); re-export the model")
+        ops.append(OperatorInfo(oi, _op_name(code, custom), ins, outs, custom if code == 32 else "", ver))
+    ins = tuple(int(i) for i in r.scalars(sg, 1, "i"))
+    outs = tuple(int(i) for i in r.scalars(sg, 2, "i"))
+    for i in ins + outs:
+        if not 0 <= i < len(tensors):
+            raise ModelError(f"{name}: corrupt TFLite flatbuffer (subgraph input/output {i} of "
+                             f"{len(tensors)} tensors); re-export the model")
+    return SubgraphInfo(r.string(sg, 4), tuple(tensors), tuple(ops), ins, outs)
 
 
 def _buffer_bytes(r: _Reader, buf: int) -> bytes:

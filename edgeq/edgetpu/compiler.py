@@ -129,6 +129,32 @@ def _size(text: str) -> int | None:
     return int(round(float(m.group(1)) * _UNITS[m.group(2)])) if m else None
 
 
+# "Key: value" lines of the compiler's report -> (CompilerLog field, parser). Keys that end in "*"
+# are prefixes (the on-chip/off-chip lines carry the cache size in their key).
+_KEYED_FIELDS: dict[str, tuple[str, Any]] = {
+    "Input model": ("input_model", str), "Input": ("input_model", str),
+    "Input size": ("input_bytes", _size), "Output size": ("output_bytes", _size),
+    "On-chip memory used*": ("on_chip_used_bytes", _size),
+    "On-chip memory remaining*": ("on_chip_remaining_bytes", _size),
+    "Off-chip memory used*": ("off_chip_bytes", _size),
+    "Number of Edge TPU subgraphs": ("subgraphs", int), "Total number of operations": ("total_ops", int),
+    "Number of operations that will run on Edge TPU": ("tpu_ops", int),
+    "Number of operations that will run on CPU": ("cpu_ops", int),
+    "Operation log": ("operation_log", str),
+}
+
+
+def _keyed_field(key: str) -> tuple[str, Any] | None:
+    if key in _KEYED_FIELDS:
+        return _KEYED_FIELDS[key]
+    return next((spec for k, spec in _KEYED_FIELDS.items() if k.endswith("*") and key.startswith(k[:-1])), None)
+
+
+def _is_error_line(line: str) -> bool:
+    return (line.startswith(("Compilation failed", "Internal compiler error", "ERROR:", "Invalid model"))
+            or "is not a valid TFLite model" in line)
+
+
 def parse_compiler_log(text: str) -> CompilerLog:
     """Parse the compiler's stdout (or its .log file) into a ``CompilerLog``. Tolerant of missing lines."""
     fields: dict[str, Any] = {}
@@ -138,20 +164,17 @@ def parse_compiler_log(text: str) -> CompilerLog:
     in_table = False
     succeeded = None
     partial = False  # "Model successfully compiled but not all operations are supported by the Edge TPU."
-    for raw in text.splitlines():
-        line = raw.strip()
+    for line in (raw.strip() for raw in text.splitlines()):
         if not line:
             continue
         key, sep, value = line.partition(":")
-        value = value.strip()
         if line.startswith("Edge TPU Compiler version"):
             fields["version"] = line.split("version", 1)[1].strip() or None
         elif line.startswith("Model compiled successfully"):
             m = re.search(r"in (\d+) ms", line)
             fields["compile_ms"] = int(m.group(1)) if m else None
             succeeded = True if succeeded is None else succeeded
-        elif line.startswith(("Compilation failed", "Internal compiler error", "ERROR:")) \
-                or line.startswith("Invalid model") or "is not a valid TFLite model" in line:
+        elif _is_error_line(line):
             errors.append(line)
             if not line.startswith("ERROR:"):
                 succeeded = False
@@ -159,30 +182,10 @@ def parse_compiler_log(text: str) -> CompilerLog:
             partial = True
         elif line.startswith("Compilation succeeded"):
             succeeded = True if succeeded is None else succeeded
-        elif sep and key in ("Input model", "Input"):
-            fields["input_model"] = value
         elif sep and key in ("Output model", "Output"):
-            outputs.append(value)
-        elif sep and key == "Input size":
-            fields["input_bytes"] = _size(value)
-        elif sep and key == "Output size":
-            fields["output_bytes"] = _size(value)
-        elif sep and key.startswith("On-chip memory used"):
-            fields["on_chip_used_bytes"] = _size(value)
-        elif sep and key.startswith("On-chip memory remaining"):
-            fields["on_chip_remaining_bytes"] = _size(value)
-        elif sep and key.startswith("Off-chip memory used"):
-            fields["off_chip_bytes"] = _size(value)
-        elif sep and key == "Number of Edge TPU subgraphs":
-            fields["subgraphs"] = int(value)
-        elif sep and key == "Total number of operations":
-            fields["total_ops"] = int(value)
-        elif sep and key == "Number of operations that will run on Edge TPU":
-            fields["tpu_ops"] = int(value)
-        elif sep and key == "Number of operations that will run on CPU":
-            fields["cpu_ops"] = int(value)
-        elif sep and key == "Operation log":
-            fields["operation_log"] = value
+            outputs.append(value.strip())
+        elif sep and (spec := _keyed_field(key)) is not None:
+            fields[spec[0]] = spec[1](value.strip())
         elif re.match(r"^Operator\s+Count\s+Status$", line):
             in_table = True
         elif in_table:
@@ -193,17 +196,21 @@ def parse_compiler_log(text: str) -> CompilerLog:
                 in_table = False
     if succeeded is None:
         succeeded = bool(rows or outputs) and not errors
-    tpu = fields.get("tpu_ops")
-    if tpu is None and rows and succeeded:
-        # A fully mapped model prints no "will run on" counts: derive them from the table.
-        fields["tpu_ops"] = sum(r.count for r in rows if r.mapped)
-        fields["cpu_ops"] = sum(r.count for r in rows if not r.mapped)
-    elif tpu is None and succeeded and not partial and fields.get("total_ops") is not None \
-            and (fields.get("subgraphs") or 0) >= 1:
-        # Fully mapped, printed without -s: no table and no counts, only the total.
-        fields["tpu_ops"], fields["cpu_ops"] = fields["total_ops"], 0
+    _derive_op_counts(fields, rows, bool(succeeded), partial)
     return CompilerLog(version=fields.pop("version", None), succeeded=bool(succeeded), errors=tuple(errors),
                        output_models=tuple(outputs), rows=tuple(rows), **fields)
+
+
+def _derive_op_counts(fields: dict[str, Any], rows: list[CompilerRow], succeeded: bool, partial: bool) -> None:
+    """A fully mapped model prints no "will run on" counts: derive them from the table or the total."""
+    if fields.get("tpu_ops") is not None or not succeeded:
+        return
+    if rows:
+        fields["tpu_ops"] = sum(r.count for r in rows if r.mapped)
+        fields["cpu_ops"] = sum(r.count for r in rows if not r.mapped)
+    elif not partial and fields.get("total_ops") is not None and (fields.get("subgraphs") or 0) >= 1:
+        # Fully mapped, printed without -s: no table and no counts, only the total.
+        fields["tpu_ops"], fields["cpu_ops"] = fields["total_ops"], 0
 
 
 def find_compiler() -> str:
