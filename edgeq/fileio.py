@@ -1,23 +1,32 @@
-"""Atomic output: write to a temp file in the target folder, then rename over the target."""
+"""Output that never destroys anything: atomic, exclusive unless forced, never an input, umask modes.
+
+Every file edgeq writes goes through here: it is written under a temporary name beside the target
+(``.NAME.edgeq-PID.RANDOM.tmp``), given the mode the umask gives a new file, then renamed onto the
+target — or, without ``--force``, linked there, which fails if the target appeared meanwhile (two
+runs racing for one output: exactly one wins, the other gets a clear error). Temporary files and
+folders carry the writer's PID, so those of a killed run are recognised and removed by the next one.
+"""
 from __future__ import annotations
 
 import contextlib
 import json
 import os
 import pathlib
+import re
+import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from .errors import EdgeqError, OutputExistsError
 
+_TEMP_MARK = "edgeq-"
 
-def check_output(path: str | os.PathLike, force: bool = False, inputs: tuple = ()) -> pathlib.Path:
+
+def check_output(path: str | os.PathLike, force: bool = False, inputs: Iterable[Any] = ()) -> pathlib.Path:
     """Validate an output path before any work is done (no overwrite without force, never an input)."""
     out = pathlib.Path(path)
-    for src in inputs:
-        if src is not None and not isinstance(src, (bytes, bytearray)) and _same(out, src):
-            raise OutputExistsError(f"output {out} is the input file; choose another output path")
+    check_not_input(out, inputs)
     if out.exists() and not force:
         raise OutputExistsError(f"{out} already exists; pass --force (force=True) to overwrite it")
     if out.exists() and out.is_dir():
@@ -28,39 +37,149 @@ def check_output(path: str | os.PathLike, force: bool = False, inputs: tuple = (
     return out
 
 
+def check_not_input(output: str | os.PathLike, inputs: Iterable[Any], what: str = "output") -> None:
+    """Refuse an output that is an input file, also through a symlink or a hard link (even with --force)."""
+    out = pathlib.Path(output)
+    for src in inputs:
+        if src is None or isinstance(src, (bytes, bytearray, memoryview)):
+            continue
+        if _same(out, src):
+            raise OutputExistsError(f"{what} {out} is the input {src}; choose another path (edgeq never "
+                                    "writes over its inputs, not even with --force)")
+
+
+def check_distinct(outputs: dict[str, Any]) -> None:
+    """Two outputs of one command must not be one file (``--json r.json --csv r.json``)."""
+    seen: dict[str, str] = {}
+    for label, path in outputs.items():
+        if path is None or str(path) == "-":
+            continue
+        key = os.path.realpath(path)
+        if key in seen:
+            raise OutputExistsError(f"{label} and {seen[key]} name the same file {path}; give each its own path")
+        seen[key] = label
+
+
 def _same(a: pathlib.Path, b: Any) -> bool:
     try:
-        return pathlib.Path(b).exists() and a.exists() and os.path.samefile(a, b)
-    except (OSError, TypeError):
+        b = pathlib.Path(b)
+        if a.exists() and b.exists():
+            return os.path.samefile(a, b)
+        return os.path.realpath(a) == os.path.realpath(b)
+    except (OSError, TypeError, ValueError):
         return False
 
 
-@contextlib.contextmanager
-def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[pathlib.Path]:
-    """Yield a temp path beside `path`; on success it is renamed onto `path`, on error removed."""
+def new_file_mode() -> int:
+    """The mode ``open(..., 'w')`` would give a new file under the current umask (mkstemp gives 0600)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            umask = next(int(line.split()[1], 8) for line in fh if line.startswith("Umask:"))
+    except (OSError, StopIteration, ValueError):
+        umask = os.umask(0o022)  # no /proc: read it the only other way there is, and put it back
+        os.umask(umask)
+    return 0o666 & ~umask
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return True
+    return True
+
+
+def sweep_stale(folder: str | os.PathLike, prefix: str) -> list[pathlib.Path]:
+    """Remove ``PREFIX<mark>PID.*`` temp files/folders in ``folder`` whose writer PID is gone."""
+    pattern = re.compile(re.escape(prefix) + re.escape(_TEMP_MARK) + r"(\d+)\.")
+    removed = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for entry in entries:
+        m = pattern.match(entry.name)
+        if not m or _pid_alive(int(m.group(1))):
+            continue
+        try:
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path, ignore_errors=True)
+            else:
+                os.unlink(entry.path)
+            removed.append(pathlib.Path(entry.path))
+        except OSError:
+            pass
+    return removed
+
+
+def temp_beside(path: str | os.PathLike, suffix: str = ".tmp") -> pathlib.Path:
+    """A new empty temp file beside ``path`` (stale ones of killed runs for this target are removed)."""
     out = pathlib.Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=(suffix or out.suffix) + ".tmp", dir=out.parent)
+    sweep_stale(out.parent, f".{out.name}.")
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.{_TEMP_MARK}{os.getpid()}.", suffix=suffix, dir=out.parent)
     os.close(fd)
-    tmp_path = pathlib.Path(tmp)
+    return pathlib.Path(tmp)
+
+
+def publish(tmp: str | os.PathLike, path: str | os.PathLike, *, exclusive: bool = False) -> pathlib.Path:
+    """Move a finished temp file onto ``path`` with the umask's mode; ``exclusive``: fail if ``path`` exists."""
+    tmp, out = pathlib.Path(tmp), pathlib.Path(path)
+    os.chmod(tmp, new_file_mode())
+    if not exclusive:
+        os.replace(tmp, out)
+        return out
+    try:
+        os.link(tmp, out)  # atomic create-if-absent, unlike a rename
+    except FileExistsError:
+        raise OutputExistsError(f"{out} appeared while edgeq was writing it (another run?); it was left as it "
+                                "is — pass --force to overwrite it") from None
+    except OSError:  # a file system without hard links: check, then rename (a tiny race remains)
+        if out.exists():
+            raise OutputExistsError(f"{out} already exists; pass --force (force=True) to overwrite it") from None
+        os.replace(tmp, out)
+        return out
+    os.unlink(tmp)
+    return out
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, suffix: str = "", *, exclusive: bool = False) -> Iterator[pathlib.Path]:
+    """Yield a temp path beside `path`; on success it is published onto `path`, on error removed."""
+    out = pathlib.Path(path)
+    tmp_path = temp_beside(out, (suffix or out.suffix) + ".tmp")
     try:
         yield tmp_path
-        os.replace(tmp_path, out)
+        publish(tmp_path, out, exclusive=exclusive)
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
 
 
-def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> pathlib.Path:
-    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+@contextlib.contextmanager
+def private_tempdir(kind: str) -> Iterator[str]:
+    """A temporary working folder (e.g. a SavedModel export) removed on exit; a killed run's is swept later."""
+    base = tempfile.gettempdir()
+    sweep_stale(base, f"edgeq-{kind}-")
+    path = tempfile.mkdtemp(prefix=f"edgeq-{kind}-{_TEMP_MARK}{os.getpid()}.", dir=base)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def write_bytes_atomic(path: str | os.PathLike, data: bytes, *, exclusive: bool = False) -> pathlib.Path:
+    with atomic_path(path, exclusive=exclusive) as tmp, open(tmp, "wb") as fh:
         fh.write(data)
         fh.flush()
         os.fsync(fh.fileno())
     return pathlib.Path(path)
 
 
-def write_text_atomic(path: str | os.PathLike, text: str) -> pathlib.Path:
-    return write_bytes_atomic(path, text.encode("utf-8"))
+def write_text_atomic(path: str | os.PathLike, text: str, *, exclusive: bool = False) -> pathlib.Path:
+    return write_bytes_atomic(path, text.encode("utf-8"), exclusive=exclusive)
 
 
 def to_jsonable(obj: Any) -> Any:
