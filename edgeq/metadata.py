@@ -9,7 +9,7 @@ import dataclasses
 import json
 from typing import Any
 
-from .errors import ModelError
+from .errors import EdgeqError, ModelError
 from .preprocess import Preprocess
 from .tflite_format import ModelFile, parse_model
 
@@ -47,31 +47,65 @@ class EdgeqMetadata:
         return json.dumps(self.to_dict(), sort_keys=True)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> EdgeqMetadata:
+    def from_dict(cls, d: Any) -> EdgeqMetadata:
+        """Schema-checked: every field has its type, every string is printable text (ValueError if not)."""
+        if not isinstance(d, dict):
+            raise ValueError(f"expected a JSON object, got {type(d).__name__}")
         pre = d.get("preprocess")
+        if pre is not None and not isinstance(pre, dict):
+            raise ValueError(f"preprocess must be an object, got {type(pre).__name__}")
+        labels = d.get("labels") or []
+        if not isinstance(labels, list):
+            raise ValueError(f"labels must be a list of strings, got {type(labels).__name__}")
+        for key in ("recipe", "calibration"):
+            if not isinstance(d.get(key) or {}, dict):
+                raise ValueError(f"{key} must be an object, got {type(d[key]).__name__}")
+        schema = d.get("schema", SCHEMA_VERSION)
+        if not isinstance(schema, int) or isinstance(schema, bool):
+            raise ValueError(f"schema must be an integer, got {schema!r}")
         return cls(
             preprocess=Preprocess.from_dict(pre) if pre else None,
-            labels=tuple(d.get("labels") or ()),
-            task=d.get("task", "other"),
-            recipe=dict(d.get("recipe") or {}),
-            calibration=dict(d.get("calibration") or {}),
-            source_sha256=d.get("source_sha256", ""),
-            source=d.get("source", ""),
-            edgeq_version=d.get("edgeq_version", ""),
-            schema=int(d.get("schema", SCHEMA_VERSION)),
+            labels=tuple(_text(f"label {i}", v) for i, v in enumerate(labels)),
+            task=_text("task", d.get("task", "other")),
+            recipe=_printable_tree("recipe", dict(d.get("recipe") or {})),
+            calibration=_printable_tree("calibration", dict(d.get("calibration") or {})),
+            source_sha256=_text("source_sha256", d.get("source_sha256", "")),
+            source=_text("source", d.get("source", "")),
+            edgeq_version=_text("edgeq_version", d.get("edgeq_version", "")),
+            schema=schema,
         )
 
 
+def _text(what: str, value: Any) -> str:
+    """A metadata string that is safe to print: no control characters or terminal escape sequences."""
+    if not isinstance(value, str):
+        raise ValueError(f"{what} must be a string, got {type(value).__name__}")
+    if not value.isprintable():
+        raise ValueError(f"{what} {value[:40]!r} holds control characters (terminal escape sequences?)")
+    return value
+
+
+def _printable_tree(what: str, value: Any) -> Any:
+    if isinstance(value, str):
+        return _text(what, value)
+    if isinstance(value, dict):
+        return {_text(f"{what} key", k): _printable_tree(f"{what}.{k}", v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_printable_tree(what, v) for v in value]
+    return value
+
+
 def read_metadata(model: ModelFile | bytes) -> EdgeqMetadata | None:
-    """The embedded edgeq metadata, or None for foreign models."""
+    """The embedded edgeq metadata, or None for foreign models; malformed metadata is a ModelError naming the file."""
     mf = model if isinstance(model, ModelFile) else parse_model(model)
     raw = mf.metadata.get(METADATA_NAME)
     if raw is None:
         return None
     try:
         return EdgeqMetadata.from_dict(json.loads(raw.decode("utf-8")))
-    except (ValueError, TypeError, KeyError) as exc:
-        raise ModelError(f"the model's embedded '{METADATA_NAME}' metadata is not valid: {exc}") from exc
+    except (ValueError, TypeError, KeyError, RecursionError, OverflowError, EdgeqError) as exc:
+        raise ModelError(f"{mf.name}: the embedded '{METADATA_NAME}' metadata is not valid: {exc}; re-convert "
+                         "the model with `edgeq convert` (or remove the entry to treat it as a foreign model)") from exc
 
 
 def _schema():

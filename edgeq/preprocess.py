@@ -11,6 +11,7 @@ HxWx4 BGRA, unless ``input_color`` says otherwise.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,6 +21,11 @@ from .errors import PreprocessError, UsageError
 
 RESIZE_MODES = ("stretch", "letterbox", "center-crop")
 COLORS = ("RGB", "BGR", "GRAY")
+MAX_INPUT_SIDE = 16384  # pixels; larger inputs are corrupt metadata or a typo, not a vision model
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
 NAMED_RANGES = {
     "0,1": ((0.0,), (255.0,)),
     "-1,1": ((127.5,), (127.5,)),
@@ -55,15 +61,20 @@ class Preprocess:
     pad_value: int = 0
 
     def __post_init__(self) -> None:
-        if self.height <= 0 or self.width <= 0:
-            raise UsageError(f"input size must be positive, got {self.width}x{self.height}")
-        if self.color not in COLORS:
+        for name, side in (("height", self.height), ("width", self.width)):
+            if not _is_int(side) or not 0 < side <= MAX_INPUT_SIDE:
+                raise UsageError(f"input {name} must be a whole number of pixels in 1..{MAX_INPUT_SIDE}, got {side!r}")
+        if not _is_int(self.pad_value) or not 0 <= self.pad_value <= 255:
+            raise UsageError(f"pad value must be a whole number in 0..255, got {self.pad_value!r}")
+        if not isinstance(self.color, str) or self.color not in COLORS:
             raise UsageError(f"unknown colour order {self.color!r}; expected one of {', '.join(COLORS)}")
-        if self.resize not in RESIZE_MODES:
+        if not isinstance(self.resize, str) or self.resize not in RESIZE_MODES:
             raise UsageError(f"unknown resize mode {self.resize!r}; expected one of {', '.join(RESIZE_MODES)}")
         if self.layout != "NHWC":
             raise UsageError(f"layout {self.layout!r} is not supported; TFLite vision models are NHWC")
         for name, vals in (("mean", self.mean), ("std", self.std)):
+            if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in vals):
+                raise UsageError(f"--{name} values must be finite numbers, got {list(vals)}")
             if len(vals) not in (1, self.channels):
                 raise UsageError(f"--{name} needs 1 or {self.channels} values for {self.color} input, got {len(vals)}")
         if any(s == 0 for s in self.std):
@@ -109,7 +120,10 @@ class Preprocess:
         d = dict(d)
         for k in ("mean", "std"):
             if k in d:
-                d[k] = tuple(float(v) for v in d[k])
+                if not isinstance(d[k], (list, tuple)):
+                    raise UsageError(f"preprocessing {k} must be a list of numbers, got {d[k]!r}")
+                d[k] = tuple(float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v
+                             for v in d[k])
         return cls(**d)
 
     def replace(self, **changes: Any) -> Preprocess:

@@ -164,6 +164,7 @@ class ModelFile:
     metadata: dict[str, bytes]
     description: str
     size_bytes: int
+    name: str = "<bytes>"  # the file it came from, for messages about it
 
     @property
     def main(self) -> SubgraphInfo:
@@ -223,7 +224,8 @@ def _parse(r: _Reader, data: bytes, name: str) -> ModelFile:
             raise ModelError(f"{name}: corrupt TFLite flatbuffer (metadata refers to buffer {bi})")
         metadata[r.string(m, 0)] = _buffer_bytes(r, buffers[bi])
     return ModelFile(version=int(version), subgraphs=tuple(subgraphs), buffer_sizes=tuple(buffer_sizes),
-                     metadata=metadata, description=r.string(root, 3), size_bytes=len(data))
+                     metadata=metadata, description=r.string(root, 3), size_bytes=len(data),
+                     name=name)
 
 
 def _parse_opcodes(r: _Reader, root: int) -> list[tuple[int, str, int]]:
