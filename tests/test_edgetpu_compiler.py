@@ -318,6 +318,17 @@ def test_compile_through_standin_agrees_with_check(standin_on_path, tmp_path, fr
     assert not list((tmp_path / "out").glob(".*tmp"))  # atomic writes leave no temp files
 
 
+def test_a_file_named_like_an_option_reaches_the_compiler_as_a_file(standin_on_path, tmp_path, frozen_fashion,
+                                                                    monkeypatch):
+    import shutil
+
+    monkeypatch.chdir(tmp_path)
+    shutil.copy(frozen_fashion, tmp_path / "--name.tflite")
+    r = compile_model("--name.tflite", tmp_path / "out")
+    assert r.command[-1] == "./--name.tflite"  # never parsed as an option by the compiler
+    assert [pathlib.Path(p).name for p in r.outputs] == ["--name_edgetpu.tflite"]
+
+
 def test_compile_segments_are_all_written(standin_on_path, tmp_path, frozen_fashion):
     r = compile_model(frozen_fashion, tmp_path, segments=3)
     assert "-n" in r.command and r.command[r.command.index("-n") + 1] == "3"

@@ -35,11 +35,10 @@ import pathlib
 import re
 import shutil
 import subprocess
-import tempfile
 from typing import Any
 
 from ..errors import CompilerError, ToolNotFoundError, UsageError
-from ..fileio import check_output, write_bytes_atomic, write_text_atomic
+from ..fileio import check_output, private_tempdir, write_bytes_atomic, write_text_atomic
 from ..tflite_format import load_model_file
 from .check import EdgeTpuReport, OpVerdict, check_model, is_edgetpu_compiled
 from .ops import DEFAULT_RUNTIME_VERSION, EDGETPU_CUSTOM_OP
@@ -304,13 +303,14 @@ def compile_model(model: str | os.PathLike, output_dir: str | os.PathLike | None
                          "model from before edgetpu_compiler")
     out_dir = pathlib.Path(output_dir) if output_dir is not None else src.parent
     compiler = find_compiler()
-    with tempfile.TemporaryDirectory(prefix="edgeq-edgetpu-") as tmp:
+    with private_tempdir("edgetpu") as tmp:
         cmd = [compiler, "-s", "-o", tmp]
         if segments and segments > 1:
             cmd += ["-n", str(segments)]
         if min_runtime_version is not None:
             cmd += ["-m", str(min_runtime_version)]
-        cmd.append(str(src))
+        # A file named like an option (./--name.tflite) must reach the compiler as a file name.
+        cmd.append(str(src) if not str(src).startswith("-") else os.path.join(".", str(src)))
         try:
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, check=False)
         except subprocess.TimeoutExpired as exc:
