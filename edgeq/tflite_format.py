@@ -125,6 +125,7 @@ class TensorInfo:
     zero_point: tuple[int, ...] = ()
     quantized_dimension: int = 0
     is_constant: bool = False
+    is_sparse: bool = False  # weights stored compressed (DENSIFY input): its buffer is smaller than its shape
 
     @property
     def quantized(self) -> bool:
@@ -255,7 +256,8 @@ def _parse_tensor(r: _Reader, t: int, index: int, buffer_sizes: list[int]) -> Te
     return TensorInfo(index=index, name=r.string(t, 3), shape=shape, shape_signature=sig,
                       dtype=TENSOR_TYPES.get(dtype_code, f"TYPE_{dtype_code}"), buffer=buf,
                       scale=scale, zero_point=zp, quantized_dimension=qdim,
-                      is_constant=0 < buf < len(buffer_sizes) and buffer_sizes[buf] > 0)
+                      is_constant=0 < buf < len(buffer_sizes) and buffer_sizes[buf] > 0,
+                      is_sparse=r.table(t, 6) is not None)
 
 
 def _parse_subgraph(r: _Reader, sg: int, opcodes: list[tuple[int, str, int]], buffer_sizes: list[int],

@@ -14,6 +14,8 @@ BUNDLED_LABELS = ROOT / "models" / "fashion_mnist.labels.txt"
 CALIBRATION_DIR = ROOT / "calibration_data"
 TEST_DATA = ROOT / "tests" / "data"
 VTEST = pathlib.Path(os.environ.get("EDGEQ_VTEST", ROOT / ".data" / "vtest.avi"))
+# Real trained float models from the mediapipe 0.10.14 wheel, unpacked by .ci/setup.
+MEDIAPIPE = pathlib.Path(os.environ.get("EDGEQ_MEDIAPIPE", ROOT / ".data" / "mediapipe" / "modules"))
 
 # benchmarks/zoo.py (offline Keras application models with real BatchNorm statistics) is shared by the
 # benchmarks and the tests; it is not part of the installed package.
