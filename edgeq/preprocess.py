@@ -196,11 +196,25 @@ class Preprocess:
         Fusing normalisation and quantization into one table lookup is exact (the float value
         of a pixel is fixed) and much cheaper per frame than float arithmetic.
         """
-        info = np.iinfo(dtype)
         px = np.arange(256, dtype=np.float32)[:, None]
-        real = (px - self._vec(self.mean)) / self._vec(self.std)
-        q = np.round(real / scale) + zero_point
-        return np.clip(q, info.min, info.max).astype(dtype)
+        return quantize_values((px - self._vec(self.mean)) / self._vec(self.std), scale, zero_point, dtype)
+
+    def encode(self, pixels: np.ndarray, dtype: Any, scale: float | None = None, zero_point: int = 0) -> np.ndarray:
+        """uint8 pixels (from ``to_pixels``; any leading batch axes) -> the model's input values in ``dtype``.
+
+        Integer inputs take one table lookup per pixel (normalisation and quantization fused);
+        float inputs take the normalised values. The one place edgeq maps pixels to input tensors.
+        """
+        dt = np.dtype(dtype)
+        if pixels.ndim == 2:
+            pixels = pixels[:, :, None]
+        if dt.kind in "iu":
+            if not scale:
+                raise UsageError(f"an integer ({dt.name}) model input without quantization parameters cannot "
+                                 "take images; feed ready tensors to run()")
+            lut = self.quantize_lut(scale, zero_point, dt)
+            return lut[pixels, np.arange(pixels.shape[-1])]
+        return self.normalize(pixels).astype(dt, copy=False)
 
     @classmethod
     def from_options(cls, height: int, width: int, channels: int | None = None, *,
@@ -225,6 +239,13 @@ class Preprocess:
                                  f"{', '.join(NAMED_RANGES)} (or use --mean/--std)")
             m, s = NAMED_RANGES[key]
         return cls(height=int(height), width=int(width), color=color, resize=resize or "stretch", mean=m, std=s)
+
+
+def quantize_values(values: np.ndarray, scale: float, zero_point: int, dtype: Any) -> np.ndarray:
+    """Float model-input values -> TFLite's affine integers: round(x / scale) + zero point, clipped to dtype."""
+    info = np.iinfo(np.dtype(dtype))
+    q = np.round(np.asarray(values, dtype=np.float32) / scale) + zero_point
+    return np.clip(q, info.min, info.max).astype(dtype)
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -277,3 +298,105 @@ def _convert_color(img: np.ndarray, src: str, dst: str) -> np.ndarray:
     if src != dst:
         return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
     return img
+
+
+# ---- one resolver: embedded contract vs options vs inference from the input tensor ---------------
+@dataclasses.dataclass(frozen=True)
+class PreprocessOptions:
+    """Preprocessing a user asked for (CLI flags or Python); each field None when not given."""
+
+    input_size: tuple[int, int] | None = None  # (width, height)
+    color: str | None = None
+    value_range: str | None = None
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    resize: str | None = None
+
+    @classmethod
+    def from_any(cls, options: PreprocessOptions | dict[str, Any] | None) -> PreprocessOptions:
+        if options is None:
+            return cls()
+        if isinstance(options, cls):
+            return options
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise UsageError(f"unknown preprocessing option(s) {unknown}; valid: {sorted(known)}")
+        d = {k: v for k, v in options.items() if v is not None}
+        for key in ("mean", "std"):
+            if key in d:
+                d[key] = tuple(float(v) for v in d[key])
+        if "input_size" in d:
+            d["input_size"] = tuple(int(v) for v in d["input_size"])
+        if "color" in d:
+            d["color"] = str(d["color"]).upper()
+        return cls(**d)
+
+    @property
+    def given(self) -> tuple[str, ...]:
+        return tuple(f.name for f in dataclasses.fields(self) if getattr(self, f.name) is not None)
+
+    def build(self, height: int | None, width: int | None, channels: int | None, *, model: str = "the model",
+              default_range: str = "0,1") -> Preprocess:
+        """A contract for an input of this size (None: unknown), the given options applied."""
+        if self.input_size:
+            width, height = self.input_size
+        if not height or not width or height < 0 or width < 0:
+            raise UsageError(f"cannot infer the input size of {model} (its input has dynamic height/width); "
+                             "pass --input-size WIDTHxHEIGHT")
+        return Preprocess.from_options(height, width, channels, color=self.color, value_range=self.value_range,
+                                       mean=self.mean, std=self.std, resize=self.resize, default_range=default_range)
+
+    def apply_to(self, base: Preprocess) -> Preprocess:
+        """``base`` with the given options overriding its fields (unset options keep base's values)."""
+        width, height = self.input_size or (base.width, base.height)
+        rebuilt = Preprocess.from_options(height, width, base.channels, color=self.color or base.color,
+                                          value_range=self.value_range, mean=self.mean, std=self.std,
+                                          resize=self.resize or base.resize)
+        if self.value_range is None and self.mean is None and self.std is None:
+            rebuilt = rebuilt.replace(mean=base.mean, std=base.std)
+        return rebuilt.replace(pad_value=base.pad_value)
+
+
+@dataclasses.dataclass(frozen=True)
+class ResolvedPreprocess:
+    """The contract a model will be fed with, where it came from, and what the user should be told."""
+
+    preprocess: Preprocess
+    origin: str  # "embedded" | "embedded+options" | "options" | "inferred"
+    warnings: tuple[str, ...] = ()
+
+
+def resolve_preprocess(input_shape: Sequence[int | None] | None, options: PreprocessOptions | dict | None = None, *,
+                       embedded: Preprocess | None = None, model: str = "the model", default_range: str = "0,1",
+                       options_override_embedded: bool = True, foreign: bool = True) -> ResolvedPreprocess:
+    """Decide the preprocessing contract, in one place for convert, run, eval, predict and the examples.
+
+    The model's embedded contract wins unless options are given: they override it field by field
+    (``options_override_embedded``) or are ignored with a warning (eval compares models, which must
+    all see what they were calibrated on). Without an embedded contract the input tensor's shape and
+    the options make one; for a ``foreign`` .tflite that is a guess, and the user is told so.
+    """
+    opts = PreprocessOptions.from_any(options)
+    if embedded is not None:
+        if not opts.given:
+            return ResolvedPreprocess(embedded, "embedded")
+        if not options_override_embedded:
+            return ResolvedPreprocess(embedded, "embedded", (
+                f"{model} embeds its preprocessing ({embedded.describe()}); ignoring the preprocessing options "
+                f"{list(opts.given)}",))
+        pre = opts.apply_to(embedded)
+        return ResolvedPreprocess(pre, "embedded+options", (
+            f"preprocessing options override the model's embedded contract ({embedded.describe()} -> "
+            f"{pre.describe()})",))
+    shape = list(input_shape or ())
+    if len(shape) != 4 and not opts.input_size:
+        raise UsageError(f"{model}: input shape {shape} is not an image (1, HEIGHT, WIDTH, CHANNELS); pass "
+                         "--input-size WIDTHxHEIGHT if it takes images")
+    _, h, w, c = shape if len(shape) == 4 else (1, None, None, None)
+    pre = opts.build(h, w, c, model=model, default_range=default_range)
+    if opts.given:
+        return ResolvedPreprocess(pre, "options")
+    warnings = (f"{model} has no edgeq metadata; assuming {pre.describe()} (pass --input-size/--color/--range/"
+                "--mean/--std/--resize as used in training)",) if foreign else ()
+    return ResolvedPreprocess(pre, "inferred", warnings)

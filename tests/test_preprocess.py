@@ -103,3 +103,62 @@ def test_serialisation_round_trip_and_validation():
     assert parse_size("64x48") == (64, 48) and parse_size("96") == (96, 96)
     with pytest.raises(UsageError, match="WIDTHxHEIGHT"):
         parse_size("big")
+
+
+# ---- the one resolver ----------------------------------------------------------------------------
+def test_resolver_embedded_contract_wins_without_options():
+    from edgeq.preprocess import resolve_preprocess
+
+    emb = Preprocess(96, 128, color="BGR", mean=(127.5,), std=(127.5,), resize="letterbox")
+    r = resolve_preprocess((1, 96, 128, 3), None, embedded=emb)
+    assert r.preprocess == emb and r.origin == "embedded" and r.warnings == ()
+
+
+def test_resolver_options_override_the_embedded_contract_field_by_field():
+    from edgeq.preprocess import resolve_preprocess
+
+    emb = Preprocess(96, 128, color="BGR", mean=(127.5,), std=(127.5,), resize="letterbox")
+    r = resolve_preprocess((1, 96, 128, 3), {"resize": "center-crop"}, embedded=emb, model="m.tflite")
+    assert r.preprocess == emb.replace(resize="center-crop")  # colour and values kept from the contract
+    assert r.origin == "embedded+options" and "override" in r.warnings[0]
+    r = resolve_preprocess((1, 96, 128, 3), {"value_range": "0,1"}, embedded=emb)
+    assert (r.preprocess.mean, r.preprocess.std, r.preprocess.color) == ((0.0,), (255.0,), "BGR")
+
+
+def test_resolver_can_keep_the_embedded_contract_and_say_so():
+    from edgeq.preprocess import resolve_preprocess
+
+    emb = Preprocess(28, 28, color="GRAY")
+    r = resolve_preprocess((1, 28, 28, 1), {"color": "gray"}, embedded=emb, model="m.tflite",
+                           options_override_embedded=False)
+    assert r.preprocess == emb and "ignoring the preprocessing options ['color']" in r.warnings[0]
+
+
+def test_resolver_infers_from_the_input_tensor_and_warns_only_for_foreign_models():
+    from edgeq.preprocess import resolve_preprocess
+
+    r = resolve_preprocess((1, 28, 28, 1), model="foreign.tflite")
+    assert r.preprocess == Preprocess(28, 28, color="GRAY") and r.origin == "inferred"
+    assert "foreign.tflite has no edgeq metadata; assuming 28x28 GRAY" in r.warnings[0]
+    assert resolve_preprocess((None, 28, 28, 1), foreign=False).warnings == ()
+    r = resolve_preprocess((1, -1, -1, 3), {"input_size": (64, 48), "value_range": "-1,1"})
+    assert (r.preprocess.width, r.preprocess.height, r.preprocess.mean) == (64, 48, (127.5,)) and r.origin == "options"
+    with pytest.raises(UsageError, match="--input-size"):
+        resolve_preprocess((1, -1, -1, 3), model="dyn.tflite")
+    with pytest.raises(UsageError, match="not an image"):
+        resolve_preprocess((1, 10), model="vec.tflite")
+    with pytest.raises(UsageError, match="unknown preprocessing option"):
+        resolve_preprocess((1, 28, 28, 1), {"colour": "rgb"})
+
+
+def test_encode_is_the_quantized_lut_for_integer_inputs_and_normalised_floats_otherwise():
+    from edgeq.preprocess import quantize_values
+
+    pre = Preprocess(2, 2, color="RGB", mean=(127.5,), std=(127.5,))
+    px = np.arange(12, dtype=np.uint8).reshape(2, 2, 3) * 20
+    q = pre.encode(px, np.int8, scale=1 / 127.5, zero_point=0)
+    assert q.dtype == np.int8 and np.array_equal(q, quantize_values(pre.normalize(px), 1 / 127.5, 0, np.int8))
+    f = pre.encode(px, np.float32)
+    assert f.dtype == np.float32 and np.allclose(f, (px - 127.5) / 127.5)
+    with pytest.raises(UsageError, match="without quantization parameters"):
+        pre.encode(px, np.int8)
