@@ -167,7 +167,7 @@ def _child_main(spec_json: str) -> None:
 
 def _bench_isolated(model: str, delegate: str, threads: int | None, runs: int, warmup: int,
                     options: dict[str, Any], timeout: float) -> BenchResult:
-    from .runtime.delegates import child_python, describe_exit
+    from .runtime.child import child_python, describe_exit
 
     spec = json.dumps({"model": model, "delegate": delegate, "threads": threads, "runs": runs, "warmup": warmup,
                        "options": options})
@@ -198,7 +198,7 @@ def run_benchmark(models: Sequence[str], delegates: Sequence[str], threads: Sequ
                   isolate: bool = True, timeout: float = 600.0,
                   progress: Callable[[BenchResult], None] | None = None) -> list[BenchResult]:
     """Every model x delegate x threads combination; errors are recorded per combination."""
-    from .runtime.delegates import DELEGATE_OPTIONS, check_delegate_name, check_options
+    from .runtime.delegates import DELEGATES, check_delegate_name, check_options, options_for
     from .tflite_format import load_model_file
 
     if runs < 1 or warmup < 0:
@@ -212,7 +212,7 @@ def run_benchmark(models: Sequence[str], delegates: Sequence[str], threads: Sequ
     if unused:
         raise UsageError(f"delegate option(s) {', '.join(unused)} are taken by none of the delegates "
                          f"{', '.join(delegates)}; options by delegate: "
-                         + "; ".join(f"{d}: {', '.join(o) or 'none'}" for d, o in DELEGATE_OPTIONS.items())
+                         + "; ".join(f"{d}: {', '.join(s.option_names) or 'none'}" for d, s in DELEGATES.items())
                          + "; an external delegate .so: any")
     for d, opts in per_delegate.items():
         check_options(d, opts)  # bad values are usage errors before any measurement
@@ -236,23 +236,16 @@ def run_benchmark(models: Sequence[str], delegates: Sequence[str], threads: Sequ
     return add_warnings(results)
 
 
-def options_for(delegate: str, options: dict[str, Any]) -> dict[str, Any]:
-    """The options of a multi-delegate benchmark that this delegate takes (an external library: all)."""
-    from .runtime.delegates import DELEGATE_OPTIONS
-
-    if delegate not in DELEGATE_OPTIONS or (delegate == "gpu" and options.get("library")):
-        return dict(options)
-    return {k: v for k, v in options.items() if k in DELEGATE_OPTIONS[delegate]}
-
-
 def add_warnings(results: Sequence[BenchResult]) -> list[BenchResult]:
     """Flag results a careful reader would question."""
+    from .runtime.delegates import DELEGATES
+
     out = []
     for r in results:
         w: list[str] = []
         if r.ok and r.latency_ms:
             base = r.delegate.split(":")[-1]
-            if r.delegated_nodes == 0 and base not in ("cpu", "cpu-ref"):
+            if r.delegated_nodes == 0 and (base not in DELEGATES or DELEGATES[base].delegates_nodes):
                 w.append(f"delegate {base} took no nodes: everything ran on the CPU kernels")
             if r.first_ms and r.first_ms > FIRST_RUN_FACTOR * r.latency_ms.p50 and r.first_ms > FIRST_RUN_MIN_MS:
                 w.append(f"first inference {r.first_ms:.1f} ms is {r.first_ms / r.latency_ms.p50:.0f}x the median "

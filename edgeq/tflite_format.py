@@ -322,3 +322,15 @@ def load_model_file(path_or_bytes: str | os.PathLike | bytes) -> tuple[bytes, Mo
         return data, parse_model(data, "<model bytes>")
     data = read_model_bytes(path_or_bytes)
     return data, parse_model(data, str(path_or_bytes))
+
+
+# ---- Edge TPU compiled models (read here: the runtime needs them without edgeq.edgetpu) ----------
+EDGETPU_CUSTOM_OP = "edgetpu-custom-op"
+
+
+def is_edgetpu_compiled(model: ModelFile) -> bool:
+    """True for a model produced by edgetpu_compiler: it holds the ``edgetpu-custom-op``.
+
+    Such a model needs the ``edgetpu`` delegate (libedgetpu) to run its custom op at all.
+    """
+    return EDGETPU_CUSTOM_OP in model.custom_ops

@@ -137,3 +137,14 @@ def test_run_benchmark_library_in_process():
     (r,) = run_benchmark([INT8], ["cpu"], [1], runs=5, warmup=1, isolate=False)
     assert r.ok and r.delegate == "cpu" and len(r.samples_ms) == 5 and r.delegated_nodes == 0
     assert r.input_shape == (1, 28, 28, 1) and r.to_dict()["input_shape"] == [1, 28, 28, 1]
+
+
+def test_took_no_nodes_warning_spares_only_delegates_registered_as_delegating_nothing():
+    rs = add_warnings([
+        _result("a.tflite", "cpu", "float32", p50=1.0, delegated=0),
+        _result("b.tflite", "cpu-ref", "float32", p50=1.0, delegated=0),
+        _result("c.tflite", "auto:xnnpack", "float32", p50=1.0, delegated=0),
+        _result("d.tflite", "libvendor.so", "float32", p50=1.0, delegated=0),
+    ])
+    took_none = ["took no nodes" in " ".join(r.warnings) for r in rs]
+    assert took_none == [False, False, True, True]

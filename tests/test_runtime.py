@@ -12,7 +12,7 @@ import pytest
 import edgeq
 from edgeq.errors import DataError, ModelError, UsageError
 from edgeq.runtime import DELEGATES, Classification, DelegateReport, EdgeModel, get_backend, load
-from edgeq.runtime.delegates import vulkan_adapters_in_child
+from edgeq.runtime.vulkan import vulkan_adapters_in_child
 
 DATA = pathlib.Path(__file__).resolve().parent / "data"
 INT8 = DATA / "fashion_int8.tflite"
@@ -279,7 +279,7 @@ def test_fused_lut_matches_preprocess_for_three_channels():
 SAME_EDGEQ_IN_CHILD = """
 import subprocess, sys
 sys.path.insert(0, sys.argv[1])
-from edgeq.runtime.delegates import child_python
+from edgeq.runtime.child import child_python
 out = subprocess.run(child_python("import edgeq; print(edgeq.__file__)"), capture_output=True, text=True,
                      check=True).stdout
 print("@@", out.strip())

@@ -10,6 +10,7 @@ import ctypes
 import ctypes.util
 import json
 import pathlib
+import re
 import shutil
 import subprocess
 import sys
@@ -17,9 +18,10 @@ import sys
 import numpy as np
 import pytest
 
-from edgeq.errors import DelegateError, DelegateUnavailableError, ModelError
-from edgeq.runtime import delegates as dl
+from edgeq.errors import DelegateError, DelegateUnavailableError, ModelError, UsageError
+from edgeq.runtime import libraries as lib
 from edgeq.runtime import load
+from edgeq.runtime.engines import delegated_node_counts
 
 HERE = pathlib.Path(__file__).resolve().parent
 DATA = HERE / "data"
@@ -112,7 +114,7 @@ def test_delegate_path_errors(tmp_path):
 
 def test_edgetpu_loader_uses_library_device_and_runs_the_custom_op(delegate_lib, stats, monkeypatch):
     """The Edge TPU path with the stub standing in for libedgetpu (found via $EDGEQ_EDGETPU_LIBRARY)."""
-    monkeypatch.setenv(dl.EDGETPU_LIBRARY_ENV, str(delegate_lib))
+    monkeypatch.setenv(lib.EDGETPU_LIBRARY_ENV, str(delegate_lib))
     x = np.linspace(-1, 1, 8, dtype=np.float32).reshape(1, 8)
     with load(TPU_MODEL, delegate="edgetpu", device="usb:0") as m:
         r = m.delegate_report
@@ -131,11 +133,11 @@ def test_edgetpu_library_option_and_no_device_option(delegate_lib, stats):
 
 
 def test_edgetpu_missing_library_says_what_to_install(monkeypatch):
-    monkeypatch.setenv(dl.EDGETPU_LIBRARY_ENV, "/nonexistent/libedgetpu.so.1")
+    monkeypatch.setenv(lib.EDGETPU_LIBRARY_ENV, "/nonexistent/libedgetpu.so.1")
     with pytest.raises(DelegateUnavailableError, match="libedgetpu1-std"):
         load(ADD, delegate="edgetpu")
-    monkeypatch.delenv(dl.EDGETPU_LIBRARY_ENV)
-    assert dl.find_edgetpu_library(None) == dl.edgetpu_library_name() == "libedgetpu.so.1"
+    monkeypatch.delenv(lib.EDGETPU_LIBRARY_ENV)
+    assert lib.find_edgetpu_library(None) == lib.edgetpu_library_name() == "libedgetpu.so.1"
 
 
 def test_edgetpu_null_return_means_no_device(delegate_lib, stats, monkeypatch):
@@ -145,7 +147,7 @@ def test_edgetpu_null_return_means_no_device(delegate_lib, stats, monkeypatch):
 
 
 def test_auto_on_tpu_model_picks_edgetpu_when_present(delegate_lib, stats, monkeypatch):
-    monkeypatch.setenv(dl.EDGETPU_LIBRARY_ENV, str(delegate_lib))
+    monkeypatch.setenv(lib.EDGETPU_LIBRARY_ENV, str(delegate_lib))
     with load(TPU_MODEL, delegate="auto") as m:
         r = m.delegate_report
         assert r.delegate == "edgetpu" and [a.name for a in r.attempts] == ["edgetpu"]
@@ -153,7 +155,7 @@ def test_auto_on_tpu_model_picks_edgetpu_when_present(delegate_lib, stats, monke
 
 
 def test_auto_on_tpu_model_without_runtime_fails_clearly(monkeypatch):
-    monkeypatch.setenv(dl.EDGETPU_LIBRARY_ENV, "/nonexistent/libedgetpu.so.1")
+    monkeypatch.setenv(lib.EDGETPU_LIBRARY_ENV, "/nonexistent/libedgetpu.so.1")
     with pytest.raises(DelegateUnavailableError, match="compiled for the Edge TPU but the Edge TPU cannot be used"):
         load(TPU_MODEL, delegate="auto")
 
@@ -164,7 +166,7 @@ def test_delegate_not_claiming_the_tpu_op_gives_model_error(delegate_lib, stats)
 
 
 def test_edgetpu_on_uncompiled_model_warns_nothing_offloaded(delegate_lib, stats, monkeypatch, caplog):
-    monkeypatch.setenv(dl.EDGETPU_LIBRARY_ENV, str(delegate_lib))
+    monkeypatch.setenv(lib.EDGETPU_LIBRARY_ENV, str(delegate_lib))
     with caplog.at_level("WARNING", logger="edgeq"), load(ADD, delegate="edgetpu") as m:
         (warning,) = m.delegate_report.warnings  # in the report, for commands to print
     assert "nothing will be offloaded" in warning and "nothing will be offloaded" in caplog.text
@@ -176,7 +178,7 @@ def test_edgetpu_on_uncompiled_model_warns_nothing_offloaded(delegate_lib, stats
 def test_bench_cli_shows_the_edgetpu_warning_from_its_child_process(delegate_lib, monkeypatch, capsys, tmp_path):
     from edgeq.cli import main
 
-    monkeypatch.setenv(dl.EDGETPU_LIBRARY_ENV, str(delegate_lib))
+    monkeypatch.setenv(lib.EDGETPU_LIBRARY_ENV, str(delegate_lib))
     out_json = tmp_path / "r.json"
     assert main(["bench", str(ADD), "--delegate", "edgetpu", "--runs", "3", "--warmup", "0",
                  "--json", str(out_json)]) == 0
@@ -194,7 +196,7 @@ def test_delegated_node_counting_recovers_partitions():
         {"index": 3, "op_name": "DELEGATE", "inputs": [0, 1], "outputs": [3]},
         {"index": 4, "op_name": "DELEGATE", "inputs": [3, 2, 0], "outputs": [5]},
     ]
-    assert dl.delegated_node_counts(ops, 3) == [1, 2]
+    assert delegated_node_counts(ops, 3) == [1, 2]
 
 
 def test_gpu_with_library_path_loads_a_classic_gpu_delegate(delegate_lib, stats):
@@ -229,3 +231,97 @@ def test_tensorflow_backend_runs_the_external_delegate(delegate_lib):
     line = [x for x in out.stdout.splitlines() if x.startswith("@@ ")][-1].split()
     assert line[1] == "tensorflow" and line[2] == "2"
     np.testing.assert_allclose([float(v) for v in line[3:]], expected(np.ones((1, 8), np.float32))[0], rtol=1e-5)
+
+
+# ---- the delegate registry is the single source of delegates ----------------------------------
+@pytest.fixture()
+def npu(delegate_lib):
+    """A delegate registered at test time, as a plugin would: the C test delegate under a new name."""
+    from edgeq.runtime import DelegateOption, DelegateSpec, register_delegate
+    from edgeq.runtime.delegates import DELEGATES
+    from edgeq.runtime.engines import interpreter_engine
+    from edgeq.runtime.libraries import load_external_delegate
+
+    def loader(req):
+        return interpreter_engine(req, "npu-test", delegate=load_external_delegate(
+            req.backend, str(delegate_lib), req.options, what="npu-test"))
+
+    spec = register_delegate(DelegateSpec(
+        name="npu-test", help="the C test delegate standing in for a vendor NPU", loader=loader,
+        options=(DelegateOption("label", "TEXT"), DelegateOption("claim", "ADD|edgetpu-custom-op",
+                                                                 choices=("ADD", "edgetpu-custom-op")))))
+    yield spec
+    DELEGATES.pop("npu-test")
+
+
+def test_registered_delegate_loads_runs_and_is_reported(npu, stats):
+    x = np.random.default_rng(1).normal(size=(1, 8)).astype(np.float32)
+    with load(ADD, delegate="npu-test", label="npu") as m:
+        r = m.delegate_report
+        assert r.delegate == "npu-test" and r.attempts == (("npu-test", True, "requested"),)
+        assert r.delegated_nodes == 2 and r.cpu_delegated_nodes == 1 and r.total_nodes == 3
+        np.testing.assert_allclose(m.run(x)[0], expected(x), rtol=1e-6)
+    assert stats.options == "label=npu" and stats.read()["nodes_run"] == 2
+
+
+def test_registered_delegate_options_are_checked_from_its_spec(npu, stats):
+    with pytest.raises(UsageError, match=r"'npu-test' does not take option\(s\) device; valid options: label, claim"):
+        load(ADD, delegate="npu-test", device="usb")
+    with pytest.raises(UsageError, match="claim='MUL': expected one of ADD, edgetpu-custom-op"):
+        load(ADD, delegate="npu-test", claim="MUL")
+    assert stats.read()["created"] == 0  # refused before the library was even loaded
+    with pytest.raises(UsageError, match="valid delegates: auto, xnnpack, cpu, cpu-ref, edgetpu, gpu, npu-test"):
+        load(ADD, delegate="npu")
+    # not declared able to run Edge TPU models: refused like the CPU delegates
+    with pytest.raises(ModelError, match="needs delegate='edgetpu', not 'npu-test'"):
+        load(TPU_MODEL, delegate="npu-test")
+
+
+def test_unregistered_name_is_unknown_again(npu):
+    from edgeq.runtime.delegates import DELEGATES
+
+    DELEGATES.pop("npu-test")
+    try:
+        with pytest.raises(UsageError, match="unknown delegate 'npu-test'"):
+            load(ADD, delegate="npu-test")
+    finally:
+        DELEGATES["npu-test"] = npu
+
+
+def test_register_delegate_refuses_duplicates_and_paths(npu):
+    from edgeq.runtime import DelegateSpec, register_delegate
+
+    with pytest.raises(UsageError, match="already registered"):
+        register_delegate(npu)
+    assert register_delegate(npu, replace=True) is npu
+    with pytest.raises(UsageError, match="plain name"):
+        register_delegate(DelegateSpec("libx.so", "a path", npu.loader))
+    with pytest.raises(UsageError, match="takes a DelegateSpec"):
+        register_delegate({"name": "x"})
+
+
+def test_bench_gives_a_registered_delegate_the_options_its_spec_declares(npu, stats):
+    from edgeq.bench import run_benchmark
+
+    # label= is npu-test's option only: xnnpack must not get it (it would refuse it)
+    rx, rn = run_benchmark([ADD], ["xnnpack", "npu-test"], [1], runs=3, warmup=0,
+                           delegate_options={"label": "bench"}, isolate=False)
+    assert rx.ok and rx.delegate == "xnnpack" and rn.ok and rn.delegate == "npu-test" and rn.delegated_nodes == 2
+    assert stats.options == "label=bench"
+    with pytest.raises(UsageError, match="npu-test: label, claim"):
+        run_benchmark([ADD], ["xnnpack"], [1], delegate_options={"label": "x"}, isolate=False)
+
+
+@pytest.mark.parametrize("command", ["run", "bench"])
+def test_cli_help_lists_every_registered_delegate_and_its_options(npu, command, capsys):
+    from edgeq.cli import main
+    from edgeq.runtime.delegates import DELEGATES
+
+    assert main([command, "--help"]) == 0
+    text = "".join(capsys.readouterr().out.split())  # click wraps the help text (also at hyphens)
+    delegate_line = text.split("--delegateTEXT", 1)[1].split("--delegate-option", 1)[0]
+    listed = set(re.split("[:,]", delegate_line))
+    assert set(DELEGATES) <= listed and "npu-test" in listed
+    for spec in DELEGATES.values():
+        for option in spec.options:
+            assert f"{option.name}={option.values}" in text

@@ -19,7 +19,7 @@ import pytest
 
 from edgeq.errors import DelegateUnavailableError
 from edgeq.runtime import get_backend
-from edgeq.runtime.delegates import vulkan_adapters_in_child
+from edgeq.runtime.vulkan import vulkan_adapters_in_child
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 

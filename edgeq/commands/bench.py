@@ -4,7 +4,7 @@ from __future__ import annotations
 import click
 
 from ..errors import EdgeqError, UsageError
-from .common import emit_json, json_option, parse_delegate_options
+from .common import delegate_cli_options, emit_json, json_option, parse_delegate_options
 
 
 def _ints(text: str) -> list[int | None]:
@@ -26,14 +26,10 @@ def _ints(text: str) -> list[int | None]:
 
 @click.command("bench")
 @click.argument("models", nargs=-1, required=True, type=click.Path())
-@click.option("--delegate", "delegates", default="auto", show_default=True,
-              help="Comma-separated delegates: auto, xnnpack, cpu, cpu-ref, edgetpu, gpu or a delegate .so path.")
+@delegate_cli_options(several=True)
 @click.option("--threads", default="1", show_default=True, help="Comma-separated thread counts, e.g. 1,2,4.")
 @click.option("--runs", default=100, show_default=True, type=int, help="Timed inferences per combination.")
 @click.option("--warmup", default=10, show_default=True, type=int, help="Untimed inferences after the first.")
-@click.option("--delegate-option", "delegate_options", multiple=True, metavar="KEY=VALUE",
-              help="Delegate option, e.g. device=usb:0, precision=fp32 (repeatable); each delegate "
-              "gets the options it takes (an external .so: all).")
 @click.option("--csv", "csv_path", metavar="FILE", help="Write the results as CSV.")
 @click.option("--plot", "plot_path", metavar="FILE.png", help="Box plot of latency distributions (needs matplotlib).")
 @click.option("--in-process", is_flag=True, help="Measure in this process instead of one child process per "

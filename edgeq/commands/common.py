@@ -1,4 +1,4 @@
-"""Options and helpers shared by the commands (preprocessing options, --json output)."""
+"""Options and helpers shared by the commands (preprocessing options, delegate options, --json output)."""
 from __future__ import annotations
 
 import contextlib
@@ -107,3 +107,57 @@ def parse_delegate_options(pairs: tuple[str, ...]) -> dict[str, str]:
             raise UsageError(f"--delegate-option {p!r}: expected KEY=VALUE, e.g. device=usb:0")
         opts[key.strip()] = value.strip()
     return opts
+
+
+class _RegistryHelpOption(click.Option):
+    """A click option whose help is written when shown, from the delegate registry.
+
+    Computed late: delegates registered after the commands were imported are listed too, and
+    the registry (numpy and the runtime) is imported only for --help, not for every command.
+    """
+
+    def __init__(self, *args: Any, help_text: Callable[[], str], **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._help_text = help_text
+
+    def get_help_record(self, ctx: click.Context) -> tuple[str, str] | None:
+        self.help = self._help_text()
+        return super().get_help_record(ctx)
+
+
+def _delegate_help(lead: str) -> Callable[[], str]:
+    def text() -> str:
+        from ..runtime.delegates import delegate_help
+
+        return f"{lead}: {delegate_help()}."
+    return text
+
+
+def _delegate_option_help(lead: str) -> Callable[[], str]:
+    def text() -> str:
+        from ..runtime.delegates import delegate_options_help
+
+        return f"{lead} Options by delegate: {delegate_options_help()}."
+    return text
+
+
+def delegate_cli_options(*, several: bool) -> Callable[[Callable], Callable]:
+    """--delegate (one, or with ``several`` a comma-separated list) and --delegate-option, help from the registry."""
+    if several:
+        name, lead = "delegates", "Comma-separated delegates"
+        option_lead = "Delegate option KEY=VALUE (repeatable); each delegate gets the options it takes."
+    else:
+        name, lead = "delegate", "Delegate"
+        option_lead = "Delegate option KEY=VALUE (repeatable)."
+    opts = [
+        click.option("--delegate", name, default="auto", show_default=True, cls=_RegistryHelpOption,
+                     help_text=_delegate_help(lead)),
+        click.option("--delegate-option", "delegate_options" if several else "delegate_option", multiple=True,
+                     metavar="KEY=VALUE", cls=_RegistryHelpOption, help_text=_delegate_option_help(option_lead)),
+    ]
+
+    def decorate(f: Callable) -> Callable:
+        for opt in reversed(opts):
+            f = opt(f)
+        return f
+    return decorate

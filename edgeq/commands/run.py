@@ -7,6 +7,7 @@ import click
 
 from ..errors import EdgeqError, SourceError, UsageError
 from .common import (
+    delegate_cli_options,
     emit_json,
     has_preprocess_options,
     json_option,
@@ -82,10 +83,7 @@ def _status_printer(ctx):
 @click.option("--mode", type=click.Choice(["realtime", "every-frame"]),
               help="realtime: newest frame only, drops counted (default for cameras/streams); "
                    "every-frame: all frames, as fast as possible (default for files/folders).")
-@click.option("--delegate", default="auto", show_default=True, help="Delegate: auto, cpu, xnnpack, gpu, "
-              "edgetpu or a delegate library path.")
-@click.option("--delegate-option", "delegate_option", multiple=True, metavar="KEY=VALUE",
-              help="Option passed to the delegate (repeatable).")
+@delegate_cli_options(several=False)
 @click.option("--threads", type=click.IntRange(min=1), help="CPU threads for the interpreter.")
 @click.option("--max-frames", type=click.IntRange(min=1), help="Stop after N processed frames.")
 @click.option("--duration", type=click.FloatRange(min=0, min_open=True), help="Stop after S seconds.")

@@ -28,10 +28,9 @@ from typing import Any
 
 import numpy as np
 
-from ..tflite_format import ModelFile, TensorInfo, load_model_file
+from ..tflite_format import EDGETPU_CUSTOM_OP, ModelFile, TensorInfo, is_edgetpu_compiled, load_model_file
 from .ops import (
     DEFAULT_RUNTIME_VERSION,
-    EDGETPU_CUSTOM_OP,
     ON_CHIP_CACHE_BYTES,
     REPLACEMENTS,
     TIGHT_CACHE_BYTES,
@@ -142,14 +141,6 @@ class EdgeTpuReport:
             "issues": list(self.issues), "suggestions": list(self.suggestions), "notes": list(self.notes),
             "ops": [v.to_dict() for v in self.ops],
         }
-
-
-def is_edgetpu_compiled(model: ModelFile) -> bool:
-    """True for a model produced by edgetpu_compiler: it holds the ``edgetpu-custom-op``.
-
-    Such a model needs the ``edgetpu`` delegate (libedgetpu) to run its custom op at all.
-    """
-    return EDGETPU_CUSTOM_OP in model.custom_ops
 
 
 def check_model(model: str | os.PathLike | bytes, runtime_version: int = DEFAULT_RUNTIME_VERSION) -> EdgeTpuReport:

@@ -39,9 +39,9 @@ from typing import Any
 
 from ..errors import CompilerError, ToolNotFoundError, UsageError
 from ..fileio import check_output, private_tempdir, write_bytes_atomic, write_text_atomic
-from ..tflite_format import load_model_file
-from .check import EdgeTpuReport, OpVerdict, check_model, is_edgetpu_compiled
-from .ops import DEFAULT_RUNTIME_VERSION, EDGETPU_CUSTOM_OP
+from ..tflite_format import EDGETPU_CUSTOM_OP, is_edgetpu_compiled, load_model_file
+from .check import EdgeTpuReport, OpVerdict, check_model
+from .ops import DEFAULT_RUNTIME_VERSION
 
 COMPILER = "edgetpu_compiler"
 MAPPED_STATUS = "Mapped to Edge TPU"

@@ -30,7 +30,6 @@ ON_CHIP_CACHE_BYTES = 8 * 1024 * 1024  # "roughly 8 MB of SRAM" for parameter ca
 # (compiler logs show ~6.9-7.8 MiB "used + remaining"): above this, "fits" is called tight.
 TIGHT_CACHE_BYTES = 7 * 1024 * 1024
 MAX_SOFTMAX_ELEMENTS = 16000
-EDGETPU_CUSTOM_OP = "edgetpu-custom-op"
 
 
 @dataclasses.dataclass(frozen=True)

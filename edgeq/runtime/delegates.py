@@ -1,103 +1,102 @@
-"""Delegate registry, delegate loading and the report of what ran where.
+"""The delegate registry: every delegate edgeq knows is one ``DelegateSpec``, registered here.
 
-Every delegate that is tried and not used is recorded with the reason in ``DelegateReport``:
-edgeq never falls back silently.
+Name checks, option checks, ``bench``'s per-delegate option filtering and the CLI's ``--delegate``
+help all read this registry, so a new delegate is one ``register_delegate(DelegateSpec(...))``::
+
+    register_delegate(DelegateSpec(
+        name="mynpu", help="My NPU through its TFLite delegate",
+        options=(DelegateOption("device", "N"),),
+        loader=lambda req: interpreter_engine(req, "mynpu", delegate=load_external_delegate(
+            req.backend, "libmynpu.so", req.options, what="mynpu"))))
+
+A name that is not registered but looks like a path is an external delegate library (.so) that
+takes any ``key=value`` options.
 """
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import dataclasses
 import os
-import pathlib
-import sys
-from typing import Any, NamedTuple
+from collections.abc import Callable, Mapping
+from typing import Any
 
-from ..errors import DelegateError, DelegateUnavailableError, UsageError
+from ..errors import UsageError
+from .engines import Loaded, LoadRequest
+from .loaders import library_loader, load_cpu, load_cpu_ref, load_edgetpu_interpreter, load_gpu, load_xnnpack
+from .selection import load_auto
 
-DELEGATES: dict[str, str] = {
-    "auto": "Edge TPU if the model is compiled for it and a TPU is present, else a hardware GPU if the "
-            "whole model runs on it, else XNNPACK",
-    "xnnpack": "optimized CPU kernels through XNNPACK (the default CPU path; num_threads)",
-    "cpu": "builtin CPU kernels without the default XNNPACK delegate",
-    "cpu-ref": "reference CPU kernels (slow ground truth; may abort the process on odd models)",
-    "edgetpu": "Coral Edge TPU through libedgetpu (options: device=usb|usb:N|pci|pci:N, library=PATH)",
-    "gpu": "LiteRT GPU accelerator via the CompiledModel API (options: precision=fp16|fp32), or a "
-           "classic TFLite GPU delegate library (option library=PATH)",
-}
-EDGETPU_LIBRARY_ENV = "EDGEQ_EDGETPU_LIBRARY"
-DELEGATE_OPTIONS: dict[str, tuple[str, ...]] = {
-    "auto": ("device", "precision"), "xnnpack": (), "cpu": (), "cpu-ref": (),
-    "edgetpu": ("device", "library"), "gpu": ("precision", "library"),
-}
-GPU_PRECISIONS = ("fp16", "fp32")
-
-
-def edgetpu_library_name() -> str:
-    """The platform's libedgetpu file name, as Coral's runtime installs it."""
-    if sys.platform == "darwin":
-        return "libedgetpu.1.dylib"
-    if sys.platform.startswith("win"):
-        return "edgetpu.dll"
-    return "libedgetpu.so.1"
-
-
-class DelegateAttempt(NamedTuple):
-    """One delegate tried while loading: did it take the model, and if not, why."""
-
-    name: str
-    ok: bool
-    reason: str
+Loader = Callable[[LoadRequest], Loaded]
 
 
 @dataclasses.dataclass(frozen=True)
-class DelegateReport:
-    """What ran the model: backend, delegate, nodes it took, and each delegate tried before it.
+class DelegateOption:
+    """One ``key=value`` option a delegate takes; ``values`` shows its form in help (``fp16|fp32``, ``PATH``)."""
 
-    ``delegated_nodes`` counts nodes of the main subgraph taken by ``delegate`` (for "cpu" and
-    "cpu-ref": 0; None where the runtime does not expose the count: a partially accelerated GPU
-    model). ``cpu_delegated_nodes`` are the nodes XNNPACK took from what the delegate left.
-    ``warnings``: what the user should know about this choice (also logged), e.g. an Edge TPU
-    delegate on a model not compiled for it; commands print them.
-    """
+    name: str
+    values: str
+    choices: tuple[str, ...] = ()
+    check: Callable[[str], None] | None = None  # raises UsageError for a bad value
 
-    backend: str
-    backend_version: str
-    delegate: str
-    delegated_nodes: int | None
-    total_nodes: int
-    attempts: tuple[DelegateAttempt, ...]
-    cpu_delegated_nodes: int = 0
-    details: tuple[tuple[str, str], ...] = ()
-    warnings: tuple[str, ...] = ()
+    def validate(self, value: Any) -> None:
+        if self.choices and value not in self.choices:
+            raise UsageError(f"{self.name}={value!r}: expected one of {', '.join(self.choices)}")
+        if self.check is not None and value is not None:
+            self.check(str(value))
 
     @property
-    def fully_delegated(self) -> bool:
-        return self.delegated_nodes == self.total_nodes
+    def usage(self) -> str:
+        return f"{self.name}={self.values}"
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "backend": self.backend, "backend_version": self.backend_version, "delegate": self.delegate,
-            "delegated_nodes": self.delegated_nodes, "total_nodes": self.total_nodes,
-            "cpu_delegated_nodes": self.cpu_delegated_nodes,
-            "attempts": [a._asdict() for a in self.attempts], "details": dict(self.details),
-            "warnings": list(self.warnings),
-        }
 
-    def describe(self) -> str:
-        taken = "?" if self.delegated_nodes is None else str(self.delegated_nodes)
-        lines = [f"{self.delegate} on {self.backend} {self.backend_version}: {taken}/{self.total_nodes} nodes delegated"
-                 + (f" (+{self.cpu_delegated_nodes} by XNNPACK)" if self.cpu_delegated_nodes else "")]
-        for a in self.attempts:
-            if not a.ok:
-                lines.append(f"  skipped {a.name}: {a.reason}")
-        lines.extend(f"  warning: {w}" for w in self.warnings)
-        return "\n".join(lines)
+@dataclasses.dataclass(frozen=True)
+class DelegateSpec:
+    """A delegate: its name, what it is, the options it takes, and the loader that builds its engine.
+
+    ``runs_edgetpu_models``: it may be given a model compiled for the Edge TPU (others refuse one).
+    ``delegates_nodes``: False for the builtin-kernel paths that by design delegate nothing
+    (``bench`` warns when any other delegate took no node).
+    ``library_option``: an option whose value is a delegate library: given, every option goes to
+    that library (which defines its own) instead of being checked against ``options``.
+    """
+
+    name: str
+    help: str
+    loader: Loader
+    options: tuple[DelegateOption, ...] = ()
+    runs_edgetpu_models: bool = False
+    library_option: str | None = None
+    delegates_nodes: bool = True
+
+    @property
+    def option_names(self) -> tuple[str, ...]:
+        return tuple(o.name for o in self.options)
+
+    def takes_any_option(self, options: Mapping[str, Any]) -> bool:
+        return self.library_option is not None and bool(options.get(self.library_option))
+
+
+DELEGATES: dict[str, DelegateSpec] = {}
+"""The registered delegates by name, in registration order (the order help and errors list them)."""
+
+
+def register_delegate(spec: DelegateSpec, *, replace: bool = False) -> DelegateSpec:
+    """Make ``spec`` a delegate for ``edgeq.load``, option checks, ``bench`` and the CLI help."""
+    if not isinstance(spec, DelegateSpec):
+        raise UsageError(f"register_delegate takes a DelegateSpec, got {type(spec).__name__}")
+    if not spec.name or _looks_like_path(spec.name):
+        raise UsageError(f"delegate name {spec.name!r}: use a plain name (paths mean external delegate libraries)")
+    if spec.name in DELEGATES and not replace:
+        raise UsageError(f"delegate {spec.name!r} is already registered; pass replace=True to replace it")
+    DELEGATES[spec.name] = spec
+    return spec
+
+
+def _looks_like_path(name: str) -> bool:
+    return os.sep in name or "/" in name or name.endswith((".so", ".dylib", ".dll")) or ".so." in name
 
 
 def is_delegate_path(name: str) -> bool:
-    return name not in DELEGATES and (os.sep in name or "/" in name or name.endswith((".so", ".dylib", ".dll"))
-                                      or ".so." in name)
+    """Is ``name`` an external delegate library path rather than a registered delegate?"""
+    return name not in DELEGATES and _looks_like_path(name)
 
 
 def check_delegate_name(name: str) -> None:
@@ -109,19 +108,51 @@ def check_delegate_name(name: str) -> None:
                          "or a path to an external delegate library (.so) with key=value options")
 
 
-def check_options(name: str, options: dict[str, Any]) -> None:
+def delegate_spec(name: str) -> DelegateSpec:
+    """The registered spec, or for a library path one that loads that library with any options."""
+    check_delegate_name(name)
+    if name in DELEGATES:
+        return DELEGATES[name]
+    return DelegateSpec(name=os.path.basename(name), help=f"external delegate library {name}",
+                        loader=library_loader(name), runs_edgetpu_models=True)
+
+
+def _takes_any_option(name: str, options: Mapping[str, Any]) -> bool:
+    """An external library (by path, or through a library option) defines its own options."""
+    return name not in DELEGATES or DELEGATES[name].takes_any_option(options)
+
+
+def check_options(name: str, options: Mapping[str, Any]) -> None:
     """Builtin delegates take only their documented options (external ones take any)."""
-    if name not in DELEGATE_OPTIONS or (name == "gpu" and options.get("library")):
-        return  # an external library (also a classic GPU delegate .so) defines its own options
-    valid = DELEGATE_OPTIONS[name]
+    if _takes_any_option(name, options):
+        return
+    spec = DELEGATES[name]
+    valid = spec.option_names
     unknown = sorted(set(options) - set(valid))
     if unknown:
         raise UsageError(f"delegate {name!r} does not take option(s) {', '.join(unknown)}; valid options: "
                          f"{', '.join(valid) if valid else 'none'}")
-    if "precision" in options and options["precision"] not in GPU_PRECISIONS:
-        raise UsageError(f"precision={options['precision']!r}: expected one of {', '.join(GPU_PRECISIONS)}")
-    if "device" in options and options["device"] is not None:
-        check_edgetpu_device(str(options["device"]))
+    for option in spec.options:
+        if option.name in options:
+            option.validate(options[option.name])
+
+
+def options_for(name: str, options: Mapping[str, Any]) -> dict[str, Any]:
+    """The options of a multi-delegate benchmark that this delegate takes (an external library: all)."""
+    if _takes_any_option(name, options):
+        return dict(options)
+    return {k: v for k, v in options.items() if k in DELEGATES[name].option_names}
+
+
+def delegate_help() -> str:
+    """The valid ``--delegate`` values, for CLI help."""
+    return f"{', '.join(DELEGATES)}, or the path of an external delegate library (.so)"
+
+
+def delegate_options_help() -> str:
+    """The ``key=value`` options of each delegate that takes any, for CLI help."""
+    by_delegate = [f"{s.name}: {', '.join(o.usage for o in s.options)}" for s in DELEGATES.values() if s.options]
+    return "; ".join(by_delegate + ["an external library: its own"])
 
 
 def check_edgetpu_device(device: str) -> None:
@@ -130,198 +161,24 @@ def check_edgetpu_device(device: str) -> None:
         raise UsageError(f"Edge TPU device {device!r}: expected usb, usb:N, pci or pci:N")
 
 
-def load_external_delegate(backend: Any, library: str, options: dict[str, Any], *, what: str) -> Any:
-    """Load a TFLite plugin-ABI delegate library with options, with errors that say what to do.
+# ---- the builtin delegates -------------------------------------------------------------------
+_DEVICE = DelegateOption("device", "usb|usb:N|pci|pci:N", check=check_edgetpu_device)
+_PRECISION = DelegateOption("precision", "fp16|fp32", choices=("fp16", "fp32"))
+_LIBRARY = DelegateOption("library", "PATH")
 
-    The library is opened with ctypes first: ai-edge-litert raises OSError (not the documented
-    ValueError) for a missing library and then prints an ignored AttributeError from its
-    ``Delegate.__del__``; checking first keeps that noise out and the message clear.
-    """
-    try:
-        lib = ctypes.CDLL(library)
-    except OSError as exc:
-        raise DelegateUnavailableError(f"{what}: cannot load delegate library {library!r}: {exc}") from exc
-    for symbol in ("tflite_plugin_create_delegate", "tflite_plugin_destroy_delegate"):
-        if not hasattr(lib, symbol):
-            raise DelegateError(f"{what}: {library} is not a TFLite external delegate (it has no {symbol})")
-    str_options = {str(k): str(v) for k, v in options.items() if v is not None}
-    try:
-        return backend.load_delegate(library, str_options)
-    except (ValueError, OSError) as exc:
-        detail = str(exc).strip().replace("\n", " ") or "no message"
-        raise DelegateError(f"{what}: delegate library {library} refused to start with options "
-                            f"{str_options or '{}'}: {detail}") from exc
-
-
-def find_edgetpu_library(explicit: str | None) -> str:
-    """Path or soname of libedgetpu: option library=, then $EDGEQ_EDGETPU_LIBRARY, then the platform name."""
-    if explicit:
-        return explicit
-    env = os.environ.get(EDGETPU_LIBRARY_ENV)
-    if env:
-        return env
-    return edgetpu_library_name()
-
-
-EDGETPU_INSTALL_HINT = ("install the Edge TPU runtime: on Debian/Ubuntu add Coral's apt repository and "
-                        "'apt-get install libedgetpu1-std' (macOS/Windows: the edgetpu_runtime package from "
-                        "coral.ai/software), or point library=/$EDGEQ_EDGETPU_LIBRARY at libedgetpu")
-
-
-def load_edgetpu(backend: Any, options: dict[str, Any]) -> Any:
-    library = find_edgetpu_library(options.get("library"))
-    device = options.get("device")
-    delegate_options = {"device": device} if device else {}
-    try:
-        ctypes.CDLL(library)
-    except OSError as exc:
-        raise DelegateUnavailableError(f"edgetpu: {library} not found ({exc}); {EDGETPU_INSTALL_HINT}") from exc
-    try:
-        return load_external_delegate(backend, library, delegate_options, what="edgetpu")
-    except DelegateError as exc:
-        raise DelegateUnavailableError(f"{exc} (is an Edge TPU{' ' + device if device else ''} attached? "
-                                       "`lsusb` shows 'Global Unichip' or 'Google Inc.' for USB Accelerators)") from exc
-
-
-# ---- counting delegated nodes --------------------------------------------------------------
-def delegated_node_counts(ops: list[dict[str, Any]], n_original: int) -> list[int]:
-    """For each DELEGATE node (after the model's own nodes), how many original nodes it replaced.
-
-    The Python API exposes no execution plan, so the partition is recovered from the graph:
-    the nodes on the paths from a delegate node's inputs to its outputs are the ones it runs.
-    """
-    producer: dict[int, int] = {}
-    for op in ops[:n_original]:
-        for t in op["outputs"]:
-            producer[int(t)] = int(op["index"])
-    counts = []
-    for op in ops[n_original:]:
-        if op.get("op_name") != "DELEGATE":
-            continue
-        boundary = {int(t) for t in op["inputs"]}
-        covered: set[int] = set()
-        stack = [int(t) for t in op["outputs"]]
-        seen: set[int] = set()
-        while stack:
-            t = stack.pop()
-            if t in seen or t in boundary:
-                continue
-            seen.add(t)
-            node = producer.get(t)
-            if node is None or node in covered:
-                continue
-            covered.add(node)
-            stack.extend(int(i) for i in ops[node]["inputs"] if int(i) >= 0)
-        counts.append(len(covered))
-    return counts
-
-
-# ---- Vulkan adapters (GPU availability without LiteRT's opaque errors) ----------------------
-@dataclasses.dataclass(frozen=True)
-class VulkanAdapter:
-    name: str
-    device_type: str  # integrated, discrete, virtual, cpu, other
-
-    @property
-    def is_software(self) -> bool:
-        return self.device_type == "cpu"
-
-
-_VK_TYPES = {0: "other", 1: "integrated", 2: "discrete", 3: "virtual", 4: "cpu"}
-
-
-class _VkInstanceCreateInfo(ctypes.Structure):
-    _fields_ = [("sType", ctypes.c_int), ("pNext", ctypes.c_void_p), ("flags", ctypes.c_uint32),
-                ("pApplicationInfo", ctypes.c_void_p), ("enabledLayerCount", ctypes.c_uint32),
-                ("ppEnabledLayerNames", ctypes.c_void_p), ("enabledExtensionCount", ctypes.c_uint32),
-                ("ppEnabledExtensionNames", ctypes.c_void_p)]
-
-
-def vulkan_adapters() -> tuple[VulkanAdapter, ...] | None:
-    """The Vulkan physical devices the loader finds; None when no Vulkan loader is installed.
-
-    Creating a Vulkan instance loads the drivers: never call this in a process that has imported
-    TensorFlow (Mesa's lavapipe links LLVM, which clashes with TensorFlow's and aborts the process).
-    """
-    name = "vulkan-1.dll" if sys.platform.startswith("win") else (
-        "libvulkan.1.dylib" if sys.platform == "darwin" else "libvulkan.so.1")
-    try:
-        vk = ctypes.CDLL(ctypes.util.find_library("vulkan") or name)
-    except OSError:
-        try:
-            vk = ctypes.CDLL(name)
-        except OSError:
-            return None
-    instance = ctypes.c_void_p()
-    info = _VkInstanceCreateInfo(sType=1)
-    if vk.vkCreateInstance(ctypes.byref(info), None, ctypes.byref(instance)) != 0:
-        return ()
-    try:
-        count = ctypes.c_uint32(0)
-        vk.vkEnumeratePhysicalDevices(instance, ctypes.byref(count), None)
-        devices = (ctypes.c_void_p * count.value)()
-        if count.value:
-            vk.vkEnumeratePhysicalDevices(instance, ctypes.byref(count), devices)
-        adapters = []
-        props = ctypes.create_string_buffer(2048)  # VkPhysicalDeviceProperties is ~824 bytes
-        for dev in devices[:count.value]:
-            vk.vkGetPhysicalDeviceProperties(ctypes.c_void_p(dev), props)
-            dev_type = int.from_bytes(props.raw[16:20], "little")
-            dev_name = props.raw[20:276].split(b"\0", 1)[0].decode("utf-8", "replace")
-            adapters.append(VulkanAdapter(dev_name, _VK_TYPES.get(dev_type, "other")))
-        return tuple(adapters)
-    finally:
-        vk.vkDestroyInstance(instance, None)
-
-
-def child_python(code: str) -> list[str]:
-    """argv running ``code`` in a child Python that imports this very edgeq package.
-
-    Its directory goes first on the child's sys.path: ahead of the working directory and of an
-    installed edgeq, so a source checkout and an installed copy never get mixed up.
-    """
-    root = str(pathlib.Path(__file__).resolve().parents[2])
-    return [sys.executable, "-c", f"import sys; sys.path.insert(0, {root!r})\n{code}"]
-
-
-def describe_exit(returncode: int) -> str:
-    """'exited with code N' or 'was killed by SIGSEGV' for a child process's return code."""
-    if returncode >= 0:
-        return f"exited with code {returncode}"
-    import signal
-
-    try:
-        return f"was killed by {signal.Signals(-returncode).name}"
-    except ValueError:
-        return f"was killed by signal {-returncode}"
-
-
-def vulkan_adapters_in_child(timeout: float = 60.0) -> tuple[VulkanAdapter, ...] | None:
-    """``vulkan_adapters()`` run in a child process: safe where TensorFlow is (or will be) imported.
-
-    A probe that crashes (a broken Vulkan driver aborts while loading) or hangs raises
-    ``DelegateUnavailableError`` saying so: it is not reported as "no adapter".
-    """
-    import json
-    import subprocess
-
-    code = ("import json; from edgeq.runtime.delegates import vulkan_adapters as v; a = v(); "
-            "print('@@' + json.dumps(None if a is None else [[x.name, x.device_type] for x in a]))")
-    try:
-        out = subprocess.run(child_python(code), capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        raise DelegateUnavailableError(f"the Vulkan adapter probe did not finish in {timeout:.0f} s (a hanging "
-                                       "Vulkan driver?); check `vulkaninfo --summary`") from None
-    lines = [line for line in out.stdout.splitlines() if line.startswith("@@")]
-    if out.returncode != 0 or not lines:
-        tail = out.stderr.strip().splitlines()
-        raise DelegateUnavailableError(f"the Vulkan adapter probe (a child process) {describe_exit(out.returncode)}"
-                                       f"{' (' + tail[-1] + ')' if tail else ''}: a Vulkan driver is broken here, "
-                                       "check `vulkaninfo --summary`")
-    found = json.loads(lines[-1][2:])
-    return None if found is None else tuple(VulkanAdapter(n, t) for n, t in found)
-
-
-NO_VULKAN_HINT = ("LiteRT's GPU accelerator runs on WebGPU over Vulkan: install the GPU's Vulkan driver and "
-                  "libvulkan1 (on CPU-only Debian machines, Mesa's lavapipe from bookworm-backports: "
-                  ".ci/install-vulkan.sh)")
+register_delegate(DelegateSpec(
+    "auto", "Edge TPU if the model is compiled for it and a TPU is present, else a hardware GPU if the whole "
+    "model runs on it, else XNNPACK", load_auto, (_DEVICE, _PRECISION), runs_edgetpu_models=True))
+register_delegate(DelegateSpec(
+    "xnnpack", "optimized CPU kernels through XNNPACK (the default CPU path; num_threads)", load_xnnpack))
+register_delegate(DelegateSpec("cpu", "builtin CPU kernels without the default XNNPACK delegate", load_cpu,
+                               delegates_nodes=False))
+register_delegate(DelegateSpec(
+    "cpu-ref", "reference CPU kernels (slow ground truth; may abort the process on odd models)", load_cpu_ref,
+    delegates_nodes=False))
+register_delegate(DelegateSpec(
+    "edgetpu", "Coral Edge TPU through libedgetpu", load_edgetpu_interpreter, (_DEVICE, _LIBRARY),
+    runs_edgetpu_models=True))
+register_delegate(DelegateSpec(
+    "gpu", "LiteRT GPU accelerator via the CompiledModel API, or with library=PATH a classic TFLite GPU "
+    "delegate library (which then takes its own options)", load_gpu, (_PRECISION, _LIBRARY), library_option="library"))
