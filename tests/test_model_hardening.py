@@ -63,7 +63,7 @@ def test_structural_defects_are_named(tmp_path, kind, words):
 def test_a_crash_in_the_trial_run_is_a_model_error_naming_the_signal(tmp_path, monkeypatch, kind):
     """Even past the structural checks, the child process takes the SIGSEGV, not this one."""
     monkeypatch.setenv("EDGEQ_CACHE_DIR", str(tmp_path / "cache"))
-    with pytest.raises(ModelError, match=r"killed by SIG(SEGV|ABRT|BUS)"):
+    with pytest.raises(ModelError, match=r"was killed by SIG(SEGV|ABRT|BUS)"):
         probe_model(mutate(kind), f"{kind}.tflite", "ai-edge-litert")
 
 
@@ -82,3 +82,23 @@ def test_real_mediapipe_models_pass_the_structural_checks():
     for path in models:
         check_structure(load_model_file(path)[1])
     assert len(models) >= 10
+
+
+@pytest.mark.parametrize("kind", ["depthwise_without_bias", "conv_without_filter"])
+def test_load_and_the_cli_refuse_a_broken_graph_without_dying(tmp_path, kind):
+    """Before: SIGSEGV (rc 139) in `edgeq run`, `edgeq.load().run()` and `edgetpu fix-shapes`, no message."""
+    import subprocess
+    import sys
+
+    import edgeq
+
+    path = tmp_path / f"{kind}.tflite"
+    path.write_bytes(mutate(kind))
+    with pytest.raises(ModelError, match=str(path)):
+        edgeq.load(path)
+    for args in (["run", str(path), "-s", "synthetic://64x64@30", "--max-frames", "2"],
+                 ["bench", str(path), "--runs", "2"],
+                 ["edgetpu", "fix-shapes", str(path), "-o", str(tmp_path / "fixed.tflite")]):
+        out = subprocess.run([sys.executable, "-m", "edgeq.cli", *args], capture_output=True, text=True, timeout=300)
+        assert out.returncode in (1, 2, 3), (args, out.returncode, out.stderr[-500:])
+        assert "Traceback" not in out.stderr and "error:" in out.stderr, (args, out.stderr[-500:])

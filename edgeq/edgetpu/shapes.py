@@ -21,7 +21,9 @@ import numpy as np
 from ..errors import ConversionError, ModelError, UsageError
 from ..fileio import check_output, write_bytes_atomic
 from ..metadata import pack_model, read_metadata, unpack_model
+from ..modelcheck import check_structure
 from ..preprocess import Preprocess
+from ..runtime.probe import probe_model
 from ..tflite_format import ModelFile, TensorInfo, load_model_file, parse_model
 
 
@@ -87,8 +89,12 @@ def _interpreter(data: bytes) -> Any:
     """Builtin kernels without default delegates: both models run the very same kernels."""
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-    return Interpreter(model_content=data, num_threads=1,
-                       experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    try:
+        return Interpreter(model_content=data, num_threads=1,
+                           experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    except (RuntimeError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelError(f"the TFLite interpreter rejected the model: {first}") from exc
 
 
 def _resized(data: bytes, shapes: dict[int, tuple[int, ...]]) -> Any:
@@ -134,15 +140,20 @@ def sample_input(mf: ModelFile, image: np.ndarray | None = None, preprocess: Pre
 
 
 def _run(interp: Any, x: np.ndarray) -> list[np.ndarray]:
-    interp.set_tensor(interp.get_input_details()[0]["index"], x)
-    interp.invoke()
-    return [interp.get_tensor(d["index"]).copy() for d in interp.get_output_details()]
+    try:
+        interp.set_tensor(interp.get_input_details()[0]["index"], x)
+        interp.invoke()
+        return [interp.get_tensor(d["index"]).copy() for d in interp.get_output_details()]
+    except (RuntimeError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelError(f"the model cannot run its verification sample: {first}") from exc
 
 
 def freeze_shapes_bytes(data: bytes, input_size: tuple[int, int] | None = None,
                         sample: tuple[np.ndarray, str] | None = None) -> tuple[bytes, FreezeResult]:
     """Return the model with static shapes and how it was verified. ``sample``: (input tensor, description)."""
     _, mf = load_model_file(data)
+    check_structure(mf)
     sg = mf.main
     if not has_dynamic_shapes(mf):
         return data, FreezeResult(None, (), 0, "not run (already static)", 0.0, already_static=True)
@@ -194,6 +205,8 @@ def freeze_shapes(model: str | os.PathLike, output: str | os.PathLike, *, input_
     """Freeze a .tflite file's dynamic shapes into ``output`` (written atomically), verified on ``image``."""
     out = check_output(output, force, inputs=(model,))
     data, mf = load_model_file(model)
+    check_structure(mf)
+    probe_model(data, str(model), "ai-edge-litert", "BUILTIN_WITHOUT_DEFAULT_DELEGATES")  # the kernels used here
     sample = None
     if image is not None:
         # Sample built from the original's input spec (same dtype/quantization as the frozen model).

@@ -56,6 +56,8 @@ class DelegateSpec:
     (``bench`` warns when any other delegate took no node).
     ``library_option``: an option whose value is a delegate library: given, every option goes to
     that library (which defines its own) instead of being checked against ``options``.
+    ``trial_kernels``: the OpResolverType the crash-containment trial run (``runtime.probe``) uses
+    for this delegate's CPU kernels ("" = builtin kernels with XNNPACK).
     """
 
     name: str
@@ -65,6 +67,7 @@ class DelegateSpec:
     runs_edgetpu_models: bool = False
     library_option: str | None = None
     delegates_nodes: bool = True
+    trial_kernels: str = ""
 
     @property
     def option_names(self) -> tuple[str, ...]:
@@ -172,10 +175,10 @@ register_delegate(DelegateSpec(
 register_delegate(DelegateSpec(
     "xnnpack", "optimized CPU kernels through XNNPACK (the default CPU path; num_threads)", load_xnnpack))
 register_delegate(DelegateSpec("cpu", "builtin CPU kernels without the default XNNPACK delegate", load_cpu,
-                               delegates_nodes=False))
+                               delegates_nodes=False, trial_kernels="BUILTIN_WITHOUT_DEFAULT_DELEGATES"))
 register_delegate(DelegateSpec(
-    "cpu-ref", "reference CPU kernels (slow ground truth; may abort the process on odd models)", load_cpu_ref,
-    delegates_nodes=False))
+    "cpu-ref", "reference CPU kernels (slow ground truth)", load_cpu_ref, delegates_nodes=False,
+    trial_kernels="BUILTIN_REF"))
 register_delegate(DelegateSpec(
     "edgetpu", "Coral Edge TPU through libedgetpu", load_edgetpu_interpreter, (_DEVICE, _LIBRARY),
     runs_edgetpu_models=True))

@@ -16,12 +16,14 @@ import numpy as np
 
 from ..errors import DataError, ModelError, UsageError
 from ..metadata import EdgeqMetadata, read_metadata
+from ..modelcheck import check_structure
 from ..modelinfo import TensorSpec
 from ..preprocess import FrameTransform, Preprocess
 from ..tflite_format import EDGETPU_CUSTOM_OP, ModelFile, is_edgetpu_compiled, load_model_file
 from .backends import get_backend
 from .delegates import check_options, delegate_spec
 from .engines import NUMPY_DTYPES, LoadRequest
+from .probe import probe_model
 from .report import DelegateAttempt, DelegateReport
 
 log = logging.getLogger(__name__)
@@ -251,12 +253,15 @@ def load(model: str | os.PathLike | bytes, delegate: str = "auto", num_threads: 
     data, mf = load_model_file(model)
     source = "<model bytes>" if isinstance(model, (bytes, bytearray, memoryview)) else str(model)
     metadata = read_metadata(mf)
+    check_structure(mf)
     be = get_backend(backend)
     compiled_for_tpu = is_edgetpu_compiled(mf)
     if compiled_for_tpu and not spec.runs_edgetpu_models:
         raise ModelError(f"{source} is compiled for the Edge TPU (it contains {EDGETPU_CUSTOM_OP}): it needs "
                          f"delegate='edgetpu', not {delegate!r}; use the model from before edgetpu_compiler "
                          "for other delegates")
+    if not compiled_for_tpu:  # its custom op runs only on a TPU: nothing to try on the CPU
+        probe_model(data, source, be.name, spec.trial_kernels)
     loaded = spec.loader(LoadRequest(backend=be, data=data, model_file=mf, source=source, num_threads=num_threads,
                                      options=dict(delegate_options), compiled_for_tpu=compiled_for_tpu))
     for warning in loaded.warnings:

@@ -14,9 +14,9 @@ import os
 import pathlib
 import re
 import subprocess
-import sys
 
 from ..errors import ModelError
+from .child import child_python, describe_exit
 
 PROBE_ENV = "EDGEQ_PROBE"  # "0": trust models without the trial run (e.g. on a device with one known model)
 TIMEOUT_ENV = "EDGEQ_PROBE_TIMEOUT"
@@ -80,12 +80,11 @@ def probe_model(data: bytes, source: str, backend: str, resolver: str = "") -> N
     from ..fileio import private_tempdir
 
     timeout = float(os.environ.get(TIMEOUT_ENV) or DEFAULT_TIMEOUT_S)
-    root = str(pathlib.Path(__file__).resolve().parents[2])
     with private_tempdir("probe") as tmp:
         path = os.path.join(tmp, "model.tflite")
         with open(path, "wb") as fh:
             fh.write(data)
-        argv = [sys.executable, "-c", f"import sys; sys.path.insert(0, {root!r})\n{_CHILD}", path, backend, resolver]
+        argv = [*child_python(_CHILD), path, backend, resolver]
         try:
             out = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
         except subprocess.TimeoutExpired:
@@ -101,16 +100,10 @@ def probe_model(data: bytes, source: str, backend: str, resolver: str = "") -> N
 
 
 def _death_message(source: str, returncode: int, native_log: str) -> str:
-    import signal
-
-    try:
-        how = f"killed by {signal.Signals(-returncode).name}"
-    except ValueError:
-        how = f"killed by signal {-returncode}"
     lines = [line for line in native_log.splitlines() if line.strip()]
     node = next((m for line in reversed(lines) if (m := _NODE.search(line))), None)
     where = f" at operator {node.group(1)} ({node.group(2)})" if node else ""
     tail = "\n  ".join(lines[-8:])
-    return (f"{source}: the TFLite interpreter crashed on this model{where} — {how} in a trial run in a child "
-            f"process, so this one was spared. The graph is broken or hostile; re-export it (and check it with "
-            f"`edgeq inspect`)." + (f"\n  native log of the trial run:\n  {tail}" if tail else ""))
+    return (f"{source}: the TFLite interpreter crashed on this model{where}: a trial run in a child process "
+            f"{describe_exit(returncode)}, so this one was spared. The graph is broken or hostile; re-export it "
+            "(and check it with `edgeq inspect`)." + (f"\n  native log of the trial run:\n  {tail}" if tail else ""))
