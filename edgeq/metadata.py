@@ -10,12 +10,26 @@ import json
 from typing import Any
 
 from .errors import EdgeqError, ModelError
+from .postprocess import decoder_tasks
 from .preprocess import Preprocess
 from .tflite_format import ModelFile, parse_model
 
 METADATA_NAME = "edgeq"
 SCHEMA_VERSION = 1
-TASKS = ("classify", "detect", "other")
+# Tasks every edgeq version accepts; the decoder registry (edgeq.postprocess) adds the tasks of its decoders.
+_BASE_TASKS = ("classify", "detect", "other")
+
+
+def known_tasks() -> tuple[str, ...]:
+    """The tasks a model's metadata may name: the base ones plus every registered decoder's task."""
+    return tuple(dict.fromkeys(_BASE_TASKS + decoder_tasks()))
+
+
+def __getattr__(name: str) -> Any:
+    # ``TASKS`` is computed on access so it follows decoders registered after import (PEP 562).
+    if name == "TASKS":
+        return known_tasks()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -64,3 +64,16 @@ def converted(tmp_path_factory):
 @pytest.fixture(scope="session")
 def int8_model_path(converted):
     return pathlib.Path(converted.output)
+
+
+@pytest.fixture
+def marker_decoder():
+    """A decoder registered for one test only ("marker", task "mark"): what a contributor's entry adds."""
+    from helpers import decode_marker
+
+    from edgeq.postprocess import Decoder, register, unregister
+
+    decoder = register(Decoder("marker", "mark", "a red square in the corner (tests)", lambda shapes, task: None,
+                               decode_marker, priority=500))
+    yield decoder
+    unregister("marker")

@@ -9,6 +9,7 @@ import sys
 import time
 
 import cv2
+import numpy as np
 import pytest
 
 from edgeq.cli import main
@@ -160,3 +161,27 @@ def test_foreign_model_without_options_says_what_it_assumes(foreign_model, vtest
     rc = run_cli([str(foreign_model), "--source", str(vtest_path), "--max-frames", "3"])
     assert rc == 0
     assert "no edgeq metadata; assuming 28x28 GRAY stretch" in capsys.readouterr().err
+
+
+def test_postprocess_choices_and_help_come_from_the_registry(int8_model_path, marker_decoder, tmp_path, capsys):
+    out = tmp_path / "r.jsonl"
+    assert run_cli([str(int8_model_path), "--source", "synthetic://64x48@100?frames=3", "--postprocess", "marker",
+                    "--jsonl", str(out)]) == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == 3 and all(row["result"]["type"] == "marker" for row in rows)
+    capsys.readouterr()
+    assert main(["run", "--help"]) == 0
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "classify|ssd|yolo|raw|marker" in help_text and "marker: a red square in the corner" in help_text
+    assert run_cli([str(int8_model_path), "--source", "synthetic://64x48@100", "--postprocess", "nope"]) == 2
+    assert "'nope' is not one of 'classify', 'ssd', 'yolo', 'raw', 'marker'" in capsys.readouterr().err
+
+
+def test_source_warnings_are_shown_without_verbose(int8_model_path, tmp_path, capsys):
+    cv2.imwrite(str(tmp_path / "a.png"), np.full((48, 64, 3), 90, np.uint8))
+    (tmp_path / "b.jpg").write_bytes(b"not a jpeg")
+    assert run_cli([str(int8_model_path), "--source", str(tmp_path), "--json", "-"]) == 0
+    captured = capsys.readouterr()
+    message = f"skipping unreadable image {tmp_path / 'b.jpg'}"
+    assert captured.err.count(f"warning: {message}") == 1
+    assert json.loads(captured.out)["warnings"] == [message]

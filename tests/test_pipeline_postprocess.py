@@ -1,4 +1,4 @@
-"""Postprocess adapters, stats arithmetic and the newest-frame slot, on constructed inputs."""
+"""Postprocess decoders, stats arithmetic and the newest-frame slot, on constructed inputs."""
 from __future__ import annotations
 
 import math
@@ -12,13 +12,13 @@ from edgeq.pipeline import (
     LatencyRecorder,
     LatestFrameSlot,
     RateMeter,
-    classify_topk,
+    choose_decoder,
     decode_ssd,
     decode_yolo,
-    get_postprocess,
-    infer_postprocess,
+    get_decoder,
     nms,
     rate,
+    top_k,
 )
 from edgeq.pipeline.sources import Frame
 from edgeq.preprocess import Preprocess
@@ -30,13 +30,13 @@ def letterbox_ctx(src_w=640, src_h=480, size=320, labels=("person", "car", "dog"
     return FrameContext(transform, (src_w, src_h), (size, size), labels)
 
 
-def test_classify_topk_orders_scores_and_names_labels():
+def test_top_k_orders_scores_and_names_labels():
     scores = np.array([[0.1, 0.7, 0.05, 0.15]], np.float32)
-    c = classify_topk(scores, ("a", "b", "c"), k=3)
-    assert c.class_ids == (1, 3, 0)
-    assert c.labels == ("b", "3", "a")  # index without a label falls back to its number
-    assert c.scores == pytest.approx((0.7, 0.15, 0.1))
-    assert classify_topk(scores, k=10).class_ids == (1, 3, 0, 2)
+    c = top_k(scores, ("a", "b", "c"), k=3)
+    assert tuple(x.index for x in c) == (1, 3, 0)
+    assert tuple(x.label for x in c) == ("b", "3", "a")  # index without a label falls back to its number
+    assert tuple(x.score for x in c) == pytest.approx((0.7, 0.15, 0.1))
+    assert tuple(x.index for x in top_k(scores, k=10)) == (1, 3, 0, 2)
 
 
 def test_letterbox_mapping_of_ssd_boxes_back_to_the_source():
@@ -99,16 +99,16 @@ def test_bad_heads_and_names_give_clear_errors():
     with pytest.raises(ModelError, match="YOLO output"):
         decode_yolo(np.zeros((2, 2, 2, 2)), ctx)
     with pytest.raises(ModelError, match="4 outputs"):
-        get_postprocess("ssd")([np.zeros((1, 4))], ctx)
+        get_decoder("ssd").decode([np.zeros((1, 4))], ctx)
     with pytest.raises(UsageError, match="classify, ssd, yolo, raw"):
-        get_postprocess("segment")
+        get_decoder("segment")
 
 
-def test_adapter_inferred_from_output_shapes():
-    assert infer_postprocess([(1, 10)]) == "classify"
-    assert infer_postprocess([(1, 10, 4), (1, 10), (1, 10), (1,)]) == "ssd"
-    assert infer_postprocess([(1, 25200, 85)]) == "yolo"
-    assert infer_postprocess([(1, 7, 7, 32)]) == "raw"
+def test_decoder_chosen_from_output_shapes():
+    assert choose_decoder([(1, 10)]).name == "classify"
+    assert choose_decoder([(1, 10, 4), (1, 10), (1, 10), (1,)]).name == "ssd"
+    assert choose_decoder([(1, 25200, 85)]).name == "yolo"
+    assert choose_decoder([(1, 7, 7, 32)]).name == "raw"
 
 
 def test_fps_counts_intervals_not_frames():

@@ -218,7 +218,7 @@ def test_a_pipeline_runs_once(model):
 
 
 def test_stream_drop_reconnects_then_partial_report(model):
-    from test_pipeline_sources import MjpegServer
+    from helpers import MjpegServer
 
     server = MjpegServer(frames=10, connections=2)
     src = StreamSource(server.url, SourceOptions(max_reconnects=2, reconnect_backoff_s=0.05, open_timeout_s=2,
@@ -309,6 +309,8 @@ def test_frames_preprocessing_cannot_take_are_skipped_and_counted(model, mode):
     assert r.frames_unprocessed == 0  # the input ended: nothing was left queued
     if mode == "every-frame":
         assert (r.frames_corrupt, r.frames_processed, r.frames_dropped) == (2, 3, 0)
+        # The first skipped frame is a warning the report carries (the CLI shows it without -v).
+        assert len(r.warnings) == 1 and r.warnings[0].startswith("skipping frame 2 (and counting further ones")
     else:  # all 5 arrive at once: the newest-frame slot drops what inference cannot reach
         assert r.frames_processed >= 1
         assert r.frames_processed + r.frames_dropped + r.frames_corrupt == 5

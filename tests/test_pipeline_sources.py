@@ -1,16 +1,14 @@
 """Sources and sinks through their real code paths (files, folders, local HTTP stream, refusals)."""
 from __future__ import annotations
 
-import http.server
 import pathlib
 import socket
-import socketserver
-import threading
 import time
 
 import cv2
 import numpy as np
 import pytest
+from helpers import MjpegServer
 
 from edgeq.errors import SourceError, UsageError
 from edgeq.pipeline import (
@@ -101,43 +99,6 @@ def test_refused_stream_retries_with_backoff_then_errors():
     with pytest.raises(SourceError, match="4 times with backoff"):
         src.open()
     assert delays == [0.2, 0.4, 0.8] and len(src.attempts) == 4
-
-
-class MjpegServer:
-    """An MJPEG-over-HTTP camera on 127.0.0.1: `frames` per connection, `connections` times, then gone."""
-
-    def __init__(self, frames: int, connections: int) -> None:
-        self.served = 0
-        outer = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_GET(self):
-                outer.served += 1
-                if outer.served > connections:
-                    self.send_error(503)
-                    return
-                self.send_response(200)
-                self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
-                self.end_headers()
-                for i in range(frames):
-                    img = np.full((120, 160, 3), (outer.served * 40 + i * 5) % 256, np.uint8)
-                    jpg = cv2.imencode(".jpg", img)[1].tobytes()
-                    self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n" % len(jpg)
-                                     + jpg + b"\r\n")
-                    time.sleep(0.005)
-                if outer.served >= connections:
-                    threading.Thread(target=outer.close, daemon=True).start()
-
-        self.server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/stream.mjpg"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 def test_stream_reconnects_after_a_drop_then_ends_cleanly_when_gone():

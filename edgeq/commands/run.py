@@ -19,6 +19,30 @@ from .common import (
 )
 
 
+class _DecoderChoice(click.Choice):
+    """The registered decoders' names, read when the option is parsed (so a decoder registered
+    after this module was imported is accepted too)."""
+
+    def __init__(self) -> None:  # no fixed list: ``choices`` asks the registry
+        self.case_sensitive = True
+
+    @property
+    def choices(self) -> tuple[str, ...]:
+        from ..postprocess import decoder_names
+
+        return decoder_names()
+
+
+class _PostprocessOption(click.Option):
+    """``--postprocess``, whose help lists the registered decoders as they are when help is shown."""
+
+    def get_help_record(self, ctx: click.Context) -> tuple[str, str] | None:
+        from ..postprocess import help_text
+
+        self.help = f"Output decoding (default: chosen from the model's task and output shapes). {help_text()}."
+        return super().get_help_record(ctx)
+
+
 def _camera_size(text: str | None) -> tuple[int | None, int | None]:
     if not text:
         return None, None
@@ -90,8 +114,8 @@ def _status_printer(ctx):
 @click.option("-o", "--output", type=click.Path(), help="Write the annotated video here (.mp4 or .avi).")
 @click.option("--jsonl", type=click.Path(), help="Write per-frame results as JSON lines here.")
 @click.option("--show", is_flag=True, help="Preview window (needs a GUI build of OpenCV).")
-@click.option("--postprocess", type=click.Choice(["classify", "ssd", "yolo", "raw"]),
-              help="Output decoding (default: from the model's task and output shapes).")
+@click.option("--postprocess", cls=_PostprocessOption, type=_DecoderChoice(),
+              help="Output decoding (default: chosen from the model's task and output shapes).")
 @click.option("--camera-size", help="Capture resolution requested from a camera, WIDTHxHEIGHT.")
 @click.option("--fps", "source_fps", type=click.FloatRange(min=0, min_open=True),
               help="Frame rate requested from a camera; pacing rate of an image folder (and of a file in "
@@ -118,7 +142,6 @@ def command(ctx, model, source, mode, delegate, delegate_option, threads, max_fr
         RunOptions,
         SourceOptions,
         VideoSink,
-        format_report,
         open_source,
         stop_on_signals,
     )
@@ -153,11 +176,19 @@ def command(ctx, model, source, mode, delegate, delegate_option, threads, max_fr
         finally:
             if tty and not ctx.quiet:
                 click.echo("", err=True)
+    _finish(ctx, report, json_path)
+
+
+def _finish(ctx, report, json_path: str | None) -> None:
+    """Warnings, the summary table and --json; a run the source or a sink ended is an error."""
+    from ..pipeline import StopReason, format_report
+
+    for warning in report.warnings:  # library logs are silenced without -v: the report carries them
+        ctx.warn(warning)
     click.echo(format_report(report), err=json_path == "-")
     emit_json(report.to_dict(), json_path)
-    if report.stop_reason == "source_failed":
-        raise SourceError(f"the source failed during the run: {report.failure}"
-                          + (f"; partial report written to {json_path}" if json_path and json_path != "-" else ""))
-    if report.stop_reason == "sink_failed":
-        raise EdgeqError(f"{report.failure}" + (f"; partial report written to {json_path}"
-                                                if json_path and json_path != "-" else ""))
+    partial = f"; partial report written to {json_path}" if json_path and json_path != "-" else ""
+    if report.stop_reason is StopReason.SOURCE_FAILED:
+        raise SourceError(f"the source failed during the run: {report.failure}{partial}")
+    if report.stop_reason is StopReason.SINK_FAILED:
+        raise EdgeqError(f"{report.failure}{partial}")

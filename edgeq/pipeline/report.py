@@ -2,14 +2,62 @@
 from __future__ import annotations
 
 import dataclasses
+import enum
+import logging
 import math
+import threading
 from typing import Any
 
 import numpy as np
 
 from .stats import STAGES, Distribution
 
-STOP_REASONS = ("end_of_input", "max_frames", "duration", "interrupted", "source_failed", "sink_failed", "quit")
+MAX_WARNINGS = 20  # distinct warnings a run keeps for its report; further ones are counted
+
+
+class StopReason(str, enum.Enum):
+    """Why a run ended; the value is what reports and ``--json`` say."""
+
+    END_OF_INPUT = "end_of_input"
+    MAX_FRAMES = "max_frames"
+    DURATION = "duration"
+    INTERRUPTED = "interrupted"  # Ctrl-C / SIGTERM / Pipeline.stop()
+    SOURCE_FAILED = "source_failed"
+    SINK_FAILED = "sink_failed"
+    QUIT = "quit"  # q or Esc in the preview window
+    ERROR = "error"  # an exception in a pipeline thread (re-raised, so no report carries it)
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class WarningLog:
+    """Warnings the user should see: logged when they happen and kept for the run's report.
+
+    The CLI silences library logs (without -v), so the report is how they reach the user. Each
+    message is kept once; past ``MAX_WARNINGS`` distinct ones they are only counted. Thread-safe.
+    """
+
+    def __init__(self, logger: logging.Logger) -> None:
+        self._log = logger
+        self._kept: dict[str, None] = {}
+        self._more = 0
+        self._lock = threading.Lock()
+
+    def warn(self, message: str) -> None:
+        self._log.warning("%s", message)
+        with self._lock:
+            if message in self._kept:
+                return
+            if len(self._kept) < MAX_WARNINGS:
+                self._kept[message] = None
+            else:
+                self._more += 1
+
+    def messages(self) -> tuple[str, ...]:
+        with self._lock:
+            more = (f"... and {self._more} more warnings (logged to the 'edgeq' logger)",) if self._more else ()
+            return (*self._kept, *more)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,13 +128,16 @@ class RunReport:
     stages: dict[str, Distribution]
     latency_ms: Distribution  # frame age: capture timestamp -> result
     cpu: dict[str, Any]
-    stop_reason: str
+    stop_reason: StopReason
     failure: str | None = None
     postprocess: str = ""
     outputs: dict[str, str] = dataclasses.field(default_factory=dict)
+    warnings: tuple[str, ...] = ()  # from the source, the pipeline and the sinks, each once
 
     def to_dict(self) -> dict[str, Any]:
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        d["stop_reason"] = StopReason(self.stop_reason).value
+        d["warnings"] = list(self.warnings)
         d["stages"] = {name: _ms(dist) for name, dist in self.stages.items()}
         d["latency_ms"] = _ms(self.latency_ms)
         return d

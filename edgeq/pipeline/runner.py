@@ -26,8 +26,8 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from ..errors import PreprocessError, SourceError, UsageError
-from .postprocess import FrameContext, get_postprocess, infer_postprocess
-from .report import FrameResult, LiveStatus, RunReport
+from ..postprocess import FrameContext, choose_decoder, get_decoder
+from .report import FrameResult, LiveStatus, RunReport, StopReason, WarningLog
 from .sinks import Sink
 from .sources import Frame, Source
 from .stats import STAGES, CpuMeter, LatencyRecorder, RateMeter
@@ -50,7 +50,7 @@ class RunOptions:
     sink_queue_size: int = 4
     status_interval_s: float = 0.5
     input_color: str = "BGR"
-    postprocess: str | None = None  # a POSTPROCESSORS name; None = infer from the model
+    postprocess: str | None = None  # a registered decoder's name (edgeq.postprocess); None = chosen for the model
 
     def __post_init__(self) -> None:
         if self.mode is not None and self.mode not in MODES:
@@ -61,6 +61,8 @@ class RunOptions:
             raise UsageError(f"--duration must be positive, got {self.duration_s}")
         if self.queue_size < 1 or self.sink_queue_size < 1:
             raise UsageError("queue sizes must be at least 1")
+        if self.postprocess is not None:
+            get_decoder(self.postprocess)  # an unknown name fails here, listing the registered ones
 
 
 class LatestFrameSlot:
@@ -111,15 +113,16 @@ class Pipeline:
         self.mode = options.mode or ("realtime" if source.live else "every-frame")
         shapes = [tuple(o.shape) for o in model.outputs]
         task = getattr(getattr(model, "metadata", None), "task", None)
-        self.postprocess_name = options.postprocess or infer_postprocess(shapes, task)
-        self._adapter = get_postprocess(self.postprocess_name)
+        self._decoder = get_decoder(options.postprocess) if options.postprocess else choose_decoder(shapes, task)
+        self.postprocess_name = self._decoder.name
         pre = model.preprocess
         self._input_size = (pre.width, pre.height) if pre is not None else (0, 0)
         self._labels = tuple(getattr(model, "labels", ()) or ())
         self._stop = threading.Event()
         self._started = False
-        self._stop_reason: str | None = None
+        self._stop_reason: StopReason | None = None
         self._failure: str | None = None
+        self._warnings = WarningLog(log)
         self._errors: list[BaseException] = []
         self._stages = {name: LatencyRecorder() for name in STAGES}
         self._age = LatencyRecorder()
@@ -133,8 +136,13 @@ class Pipeline:
         self._sink_q: queue.Queue = queue.Queue(options.sink_queue_size)
 
     # ---- control ---------------------------------------------------------------------------
-    def stop(self, reason: str = "interrupted") -> None:
+    def stop(self, reason: StopReason | str = StopReason.INTERRUPTED) -> None:
         """Ask the run to end (thread- and signal-safe); the first reason given wins."""
+        try:
+            reason = StopReason(reason)
+        except ValueError:
+            raise UsageError(f"unknown stop reason {reason!r}; expected one of "
+                             f"{', '.join(r.value for r in StopReason)}") from None
         if self._stop_reason is None:
             self._stop_reason = reason
         self._stop.set()
@@ -218,7 +226,7 @@ class Pipeline:
         except PreprocessError as exc:
             self._unusable += 1
             if self._unusable == 1:
-                log.warning("skipping frame %d (and counting further ones as corrupt): %s", frame.seq, exc)
+                self._warnings.warn(f"skipping frame {frame.seq} (and counting further ones as corrupt): {exc}")
             return None
         return tensor, transform, (time.perf_counter() - t0) * 1e3
 
@@ -238,7 +246,7 @@ class Pipeline:
                     break
         except BaseException as exc:  # noqa: BLE001
             self._errors.append(exc)
-            self.stop("error")
+            self.stop(StopReason.ERROR)
         finally:
             self._put_end(self._prep_q)
 
@@ -252,11 +260,11 @@ class Pipeline:
                 for sink in self.sinks:
                     sink.write(item)
                     if getattr(sink, "quit_requested", False):
-                        self.stop("quit")
+                        self.stop(StopReason.QUIT)
                 self._stages["sink"].add((time.perf_counter() - t0) * 1e3)
         except Exception as exc:  # noqa: BLE001 - a failing sink ends the run with a partial report
             self._failure = f"sink failed: {exc}"
-            self.stop("sink_failed")
+            self.stop(StopReason.SINK_FAILED)
             log.error("%s", self._failure)
             while self._sink_q.get() is not _END:  # keep draining so the producer never blocks
                 pass
@@ -299,7 +307,7 @@ class Pipeline:
                 try:
                     self._inference_loop(start)
                 except KeyboardInterrupt:
-                    self.stop("interrupted")
+                    self.stop(StopReason.INTERRUPTED)
                 finally:
                     self._stop.set()
                     self._sink_q.put(_END)
@@ -321,13 +329,13 @@ class Pipeline:
                 return
             now = time.monotonic()
             if opts.duration_s is not None and now - start >= opts.duration_s:
-                self.stop("duration")
+                self.stop(StopReason.DURATION)
                 return
             item = self._next_item()
             if item is None:
                 continue
             if item is _END:
-                self.stop("source_failed" if self._failure else "end_of_input")
+                self.stop(StopReason.SOURCE_FAILED if self._failure else StopReason.END_OF_INPUT)
                 return
             frame, tensor, transform, pre_ms = item
             t0 = time.perf_counter()
@@ -335,7 +343,7 @@ class Pipeline:
             t1 = time.perf_counter()
             outputs = model.dequantize(raw)
             h, w = frame.image.shape[:2]
-            result = self._adapter(outputs, FrameContext(transform, (w, h), self._input_size, self._labels))
+            result = self._decoder.decode(outputs, FrameContext(transform, (w, h), self._input_size, self._labels))
             t2 = time.perf_counter()
             result_time = time.monotonic()
             self._processed.tick(result_time)
@@ -351,7 +359,7 @@ class Pipeline:
                 next_status = result_time + opts.status_interval_s
                 self.status(self.live_status(result_time - start))
             if opts.max_frames is not None and self._processed.count >= opts.max_frames:
-                self.stop("max_frames")
+                self.stop(StopReason.MAX_FRAMES)
                 return
 
     # ---- reporting --------------------------------------------------------------------------
@@ -375,9 +383,16 @@ class Pipeline:
             frames_unprocessed=max(0, captured - processed - self._slot.dropped - self._unusable),
             reconnects=self.source.reconnects, fps=self._processed.fps, duration_s=duration,
             stages={name: rec.summary() for name, rec in self._stages.items()}, latency_ms=self._age.summary(),
-            cpu=cpu, stop_reason=self._stop_reason or "end_of_input", failure=self._failure,
+            cpu=cpu, stop_reason=self._stop_reason or StopReason.END_OF_INPUT, failure=self._failure,
             postprocess=self.postprocess_name,
-            outputs={s.name: str(path) for s in self.sinks if (path := getattr(s, "output_path", None)) is not None})
+            outputs={s.name: str(path) for s in self.sinks if (path := getattr(s, "output_path", None)) is not None},
+            warnings=self._all_warnings())
+
+    def _all_warnings(self) -> tuple[str, ...]:
+        """The source's, the pipeline's and the sinks' warnings, each once, in that order."""
+        logs = [getattr(self.source, "warnings", None), self._warnings,
+                *(getattr(sink, "warnings", None) for sink in self.sinks)]
+        return tuple(dict.fromkeys(m for w in logs if isinstance(w, WarningLog) for m in w.messages()))
 
 
 @contextlib.contextmanager
@@ -392,7 +407,7 @@ def stop_on_signals(pipeline: Pipeline) -> Iterator[None]:
     previous = {}
 
     def handler(signum: int, _frame: Any) -> None:
-        pipeline.stop("interrupted")
+        pipeline.stop(StopReason.INTERRUPTED)
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
     for sig in (signal.SIGINT, signal.SIGTERM):

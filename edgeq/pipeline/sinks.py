@@ -18,10 +18,8 @@ import numpy as np
 
 from ..errors import SinkError, UsageError
 from ..fileio import to_jsonable
-from .postprocess import Classification, Detections
-from .report import FrameResult
-
-log = logging.getLogger(__name__)
+from ..postprocess import draw_caption
+from .report import FrameResult, WarningLog
 
 # Container (by extension) -> FourCC that OpenCV's FFmpeg backend writes here (H.264 does not).
 VIDEO_CODECS = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "MJPG"}
@@ -43,6 +41,14 @@ class Sink(abc.ABC):
     def output_path(self) -> pathlib.Path | None:
         """The file this sink left behind after close (None: writes no file, or wrote none)."""
         return None
+
+    @property
+    def warnings(self) -> WarningLog:
+        """Warnings for the run's report (made on first use: subclasses need not call an __init__)."""
+        kept = self.__dict__.get("_warning_log")
+        if kept is None:
+            kept = self.__dict__["_warning_log"] = WarningLog(logging.getLogger(type(self).__module__))
+        return kept
 
     def __enter__(self) -> Sink:
         return self
@@ -69,24 +75,14 @@ def _temp_beside(path: pathlib.Path, suffix: str) -> pathlib.Path:
 # Annotation
 # --------------------------------------------------------------------------------------------
 def annotate(image: np.ndarray, result: Any, fps: float | None = None) -> np.ndarray:
-    """A copy of the frame with boxes/labels (or the top class) and an FPS overlay."""
+    """A copy of the frame with the result drawn by itself (``result.draw``) and an FPS line below its captions."""
     import cv2
 
     out = image.copy() if image.ndim == 3 else cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
-    if isinstance(result, Detections):
-        for (x0, y0, x1, y1), score, label in zip(result.boxes, result.scores, result.labels):
-            p0, p1 = (int(x0), int(y0)), (int(x1), int(y1))
-            cv2.rectangle(out, p0, p1, (0, 255, 0), 2)
-            cv2.putText(out, f"{label} {score:.2f}", (p0[0], max(12, p0[1] - 4)), cv2.FONT_HERSHEY_SIMPLEX, 0.5,
-                        (0, 255, 0), 1, cv2.LINE_AA)
-    lines = []
-    if isinstance(result, Classification) and result.class_ids:
-        lines.append(result.caption())
+    draw = getattr(result, "draw", None)  # None: nothing decoded to show (a bare frame)
+    lines = draw(out) if draw is not None else 0
     if fps is not None and fps == fps:
-        lines.append(f"{fps:.1f} FPS")
-    for i, text in enumerate(lines):
-        cv2.putText(out, text, (8, 22 + 22 * i), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 3, cv2.LINE_AA)
-        cv2.putText(out, text, (8, 22 + 22 * i), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 1, cv2.LINE_AA)
+        draw_caption(out, f"{fps:.1f} FPS", lines)
     return out
 
 
@@ -172,7 +168,7 @@ class VideoSink(Sink):
             self._writer.release()
             os.replace(self._tmp, self.path)
         else:
-            log.warning("no frame was processed: no video written to %s", self.path)
+            self.warnings.warn(f"no frame was processed: no video written to {self.path}")
 
     @property
     def output_path(self) -> pathlib.Path | None:

@@ -1,0 +1,40 @@
+"""Output decoders: pure numpy functions from a model's dequantized outputs to results.
+
+Runtime-side: imports only ``edgeq.errors`` and ``edgeq.preprocess`` (never the runtime, the
+pipeline or TensorFlow). The decoders live in one registry (``registry``); the built-in ones are
+entries in ``builtin``. ``Classification`` and ``top_k`` are the one ranked-class type and the one
+top-k that ``EdgeModel.predict`` and the pipeline's classify decoder share.
+"""
+from __future__ import annotations
+
+from . import builtin as _builtin  # noqa: F401 - registers classify, ssd, yolo, raw
+from .boxes import box_iou, nms, to_source_boxes
+from .builtin import decode_ssd, decode_yolo
+from .registry import (
+    Decoder,
+    choose_decoder,
+    decoder_names,
+    decoder_tasks,
+    decoders,
+    get_decoder,
+    help_text,
+    register,
+    unregister,
+)
+from .results import (
+    Classification,
+    Detections,
+    FrameContext,
+    RawOutputs,
+    Result,
+    TopK,
+    draw_caption,
+    label_for,
+    top_k,
+)
+
+__all__ = [
+    "Classification", "Decoder", "Detections", "FrameContext", "RawOutputs", "Result", "TopK", "box_iou",
+    "choose_decoder", "decode_ssd", "decode_yolo", "decoder_names", "decoder_tasks", "decoders", "draw_caption",
+    "get_decoder", "help_text", "label_for", "nms", "register", "to_source_boxes", "top_k", "unregister",
+]
