@@ -9,10 +9,11 @@ Modules: ``model`` (EdgeModel, load), ``delegates`` (the delegate registry), ``s
 """
 from __future__ import annotations
 
+from ..postprocess import Classification
 from .backends import BACKENDS, Backend, get_backend
 from .delegates import DELEGATES, DelegateOption, DelegateSpec, register_delegate
 from .engines import Loaded, LoadRequest
-from .model import Classification, EdgeModel, load
+from .model import EdgeModel, load
 from .report import DelegateAttempt, DelegateReport
 from .vulkan import vulkan_adapters
 

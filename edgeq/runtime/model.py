@@ -5,7 +5,6 @@ bounds-checked reader, so a truncated or hostile file is a ``ModelError``, never
 """
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import time
@@ -18,6 +17,7 @@ from ..errors import DataError, ModelError, UsageError
 from ..metadata import EdgeqMetadata, read_metadata
 from ..modelcheck import check_structure
 from ..modelinfo import TensorSpec
+from ..postprocess import top_k as ranked_classes
 from ..preprocess import FrameTransform, Preprocess
 from ..tflite_format import EDGETPU_CUSTOM_OP, ModelFile, is_edgetpu_compiled, load_model_file
 from .backends import get_backend
@@ -27,15 +27,6 @@ from .probe import probe_model
 from .report import DelegateAttempt, DelegateReport
 
 log = logging.getLogger(__name__)
-
-
-@dataclasses.dataclass(frozen=True)
-class Classification:
-    """One ranked class of a classifier's output."""
-
-    index: int
-    label: str
-    score: float
 
 
 # ---- the model --------------------------------------------------------------------------------
@@ -209,12 +200,7 @@ class EdgeModel:
         outputs = self.dequantize(self.run(self.prepare(image, input_color)))
         if not self.is_classifier:
             return outputs
-        scores = outputs[0].reshape(-1)
-        k = max(1, min(int(top_k), scores.size))
-        top = np.argpartition(-scores, k - 1)[:k]
-        top = top[np.argsort(-scores[top], kind="stable")]
-        labels = self.labels
-        return [Classification(int(i), labels[i] if i < len(labels) else str(int(i)), float(scores[i])) for i in top]
+        return list(ranked_classes(outputs[0], self.labels, top_k))
 
 
 def _cv_lut(lut: np.ndarray) -> np.ndarray:
