@@ -60,6 +60,21 @@ def check_distinct(outputs: dict[str, Any]) -> None:
         seen[key] = label
 
 
+def check_outputs(inputs: Iterable[Any], *, force: bool = False, created: dict[str, Any] | None = None,
+                  reports: dict[str, Any] | None = None) -> None:
+    """The one check every command makes before any work: no output is an input (not even with --force,
+    not through a link) or another output; ``created`` files (model, video, JSON lines, recipe) need
+    --force to replace an existing file; ``reports`` (--json, --csv, --plot) may replace old reports."""
+    inputs = [i for i in inputs if i is not None]
+    created = {k: v for k, v in (created or {}).items() if v is not None}
+    reports = {k: v for k, v in (reports or {}).items() if v is not None and str(v) != "-"}
+    check_distinct({**created, **reports})
+    for label, path in {**created, **reports}.items():
+        check_not_input(path, inputs, what=label)
+    for path in created.values():
+        check_output(path, force, inputs)
+
+
 def _same(a: pathlib.Path, b: Any) -> bool:
     try:
         b = pathlib.Path(b)

@@ -9,10 +9,8 @@ from ..errors import EdgeqError, SourceError, UsageError
 from .common import (
     delegate_cli_options,
     emit_json,
-    has_preprocess_options,
     json_option,
     parse_delegate_options,
-    preprocess_for_model,
     preprocess_kwargs,
     preprocess_options,
     report_delegate,
@@ -57,21 +55,16 @@ def _camera_size(text: str | None) -> tuple[int | None, int | None]:
 def _load_model(ctx, model: str, delegate: str, threads: int | None, pre_opts: dict, delegate_options: dict):
     """Load with the embedded contract, or with the convert-style options for foreign models."""
     from ..modelinfo import inspect_model
+    from ..preprocess import resolve_preprocess
     from ..runtime import load
 
     info = inspect_model(model)
     _check_image_input(model, info.inputs)
-    preprocess = None
     embedded = info.metadata.preprocess if info.metadata is not None else None
-    if has_preprocess_options(pre_opts):
-        preprocess = preprocess_for_model(pre_opts, info.inputs[0].shape)
-        if embedded is not None:
-            ctx.warn(f"preprocessing options override the model's embedded contract ({embedded.describe()})")
-    elif embedded is None:
-        preprocess = preprocess_for_model(pre_opts, info.inputs[0].shape)
-        ctx.warn(f"{model} has no edgeq metadata; assuming {preprocess.describe()} "
-                 "(pass --input-size/--color/--range/--mean/--std/--resize as used in training)")
-    return load(model, delegate=delegate, num_threads=threads, preprocess=preprocess, **delegate_options)
+    resolved = resolve_preprocess(info.inputs[0].shape, pre_opts, embedded=embedded, model=str(model))
+    for warning in resolved.warnings:
+        ctx.warn(warning)
+    return load(model, delegate=delegate, num_threads=threads, preprocess=resolved.preprocess, **delegate_options)
 
 
 def _check_image_input(model: str, inputs) -> None:
@@ -134,7 +127,7 @@ def command(ctx, model, source, mode, delegate, delegate_option, threads, max_fr
     Stops at the end of the input, after --max-frames or --duration, or on Ctrl-C; the report
     (--json) is written and the video (--output) finalised in every case.
     """
-    from ..fileio import check_output
+    from ..fileio import check_outputs
     from ..pipeline import (
         JsonLinesSink,
         Pipeline,
@@ -146,9 +139,8 @@ def command(ctx, model, source, mode, delegate, delegate_option, threads, max_fr
         stop_on_signals,
     )
 
-    for path in (output, jsonl):
-        if path:
-            check_output(path, force=force, inputs=(model,))
+    check_outputs([model, source], force=force, created={"--output": output, "--jsonl": jsonl},
+                  reports={"--json": json_path})
     width, height = _camera_size(camera_size)
     src = open_source(source, SourceOptions(width=width, height=height, fps=source_fps, max_reconnects=reconnects))
     if camera_size and src.kind != "camera":
@@ -190,5 +182,8 @@ def _finish(ctx, report, json_path: str | None) -> None:
     partial = f"; partial report written to {json_path}" if json_path and json_path != "-" else ""
     if report.stop_reason is StopReason.SOURCE_FAILED:
         raise SourceError(f"the source failed during the run: {report.failure}{partial}")
-    if report.stop_reason is StopReason.SINK_FAILED:
+    if report.stop_reason in (StopReason.SINK_FAILED, StopReason.INFERENCE_STUCK):
         raise EdgeqError(f"{report.failure}{partial}")
+    if report.frames_processed == 0 and report.stop_reason is not StopReason.INTERRUPTED:
+        unusable = f"; {report.frames_corrupt} frame(s) were corrupt or unusable" if report.frames_corrupt else ""
+        raise EdgeqError(f"no frame was processed (stop: {report.stop_reason.value}{unusable}){partial}")

@@ -25,6 +25,7 @@ class StopReason(str, enum.Enum):
     SOURCE_FAILED = "source_failed"
     SINK_FAILED = "sink_failed"
     QUIT = "quit"  # q or Esc in the preview window
+    INFERENCE_STUCK = "inference_stuck"  # a stop outlasted inference's grace period (see pipeline.watchdog)
     ERROR = "error"  # an exception in a pipeline thread (re-raised, so no report carries it)
 
     def __str__(self) -> str:

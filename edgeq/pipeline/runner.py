@@ -31,6 +31,7 @@ from .report import FrameResult, LiveStatus, RunReport, StopReason, WarningLog
 from .sinks import Sink
 from .sources import Frame, Source
 from .stats import STAGES, CpuMeter, LatencyRecorder, RateMeter
+from .watchdog import InferenceStuck, InferenceWorker
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,7 @@ class RunOptions:
     status_interval_s: float = 0.5
     input_color: str = "BGR"
     postprocess: str | None = None  # a registered decoder's name (edgeq.postprocess); None = chosen for the model
+    stop_grace_s: float = 2.0  # how long a stop waits for an inference in flight before abandoning it
 
     def __post_init__(self) -> None:
         if self.mode is not None and self.mode not in MODES:
@@ -304,11 +306,15 @@ class Pipeline:
                 threads.append(sink_thread)
                 for t in threads:
                     t.start()
+                worker = InferenceWorker(self.model.run, self.options.stop_grace_s)
                 try:
-                    self._inference_loop(start)
-                except KeyboardInterrupt:
+                    self._inference_loop(start, worker)
+                except KeyboardInterrupt:  # a second Ctrl-C: stop now, the report is still written
                     self.stop(StopReason.INTERRUPTED)
+                except InferenceStuck as exc:
+                    self._stop_reason, self._failure = StopReason.INFERENCE_STUCK, str(exc)
                 finally:
+                    worker.close()
                     self._stop.set()
                     self._sink_q.put(_END)
                     for t in threads:
@@ -320,10 +326,15 @@ class Pipeline:
             raise self._errors[0]
         return self._report(time.monotonic() - start, cpu.summary())
 
-    def _inference_loop(self, start: float) -> None:
+    def _inference_loop(self, start: float, worker: InferenceWorker) -> None:
         opts = self.options
         next_status = start + opts.status_interval_s
         model = self.model
+        end = start + opts.duration_s if opts.duration_s is not None else None
+
+        def should_stop() -> bool:
+            return self._stop.is_set() or (end is not None and time.monotonic() >= end)
+
         while True:
             if self._stop.is_set():
                 return
@@ -339,7 +350,7 @@ class Pipeline:
                 return
             frame, tensor, transform, pre_ms = item
             t0 = time.perf_counter()
-            raw = model.run([tensor])
+            raw = worker.infer([tensor], should_stop)
             t1 = time.perf_counter()
             outputs = model.dequantize(raw)
             h, w = frame.image.shape[:2]

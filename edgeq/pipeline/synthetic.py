@@ -110,6 +110,9 @@ class SyntheticSource(Source):
 _SYNTH_RE = re.compile(r"^(\d+)x(\d+)(?:@(\d+(?:\.\d+)?))?$")
 
 
+MAX_SIDE = 8192  # pixels: a synthetic frame larger than 8K is a typo, not a test
+
+
 def parse_synthetic(spec: str) -> SyntheticSource:
     """``synthetic://640x480@30?frames=300&dup=5`` -> SyntheticSource."""
     parsed = urllib.parse.urlsplit(spec)
@@ -126,6 +129,15 @@ def parse_synthetic(spec: str) -> SyntheticSource:
         dup = int(query["dup"][0]) if "dup" in query else 0
     except ValueError:
         raise UsageError(f"--source {spec!r}: frames and dup must be integers") from None
-    return SyntheticSource(int(m.group(1)), int(m.group(2)), float(m.group(3) or 30), frames=frames,
-                           duplicate_every=dup)
+    width, height, fps = int(m.group(1)), int(m.group(2)), float(m.group(3) or 30)
+    if not (1 <= width <= MAX_SIDE and 1 <= height <= MAX_SIDE):
+        raise UsageError(f"--source {spec!r}: frame size {width}x{height} out of range; each side must be in "
+                         f"1..{MAX_SIDE} pixels")
+    if not 0 < fps <= 1000:
+        raise UsageError(f"--source {spec!r}: {fps:g} FPS out of range; expected 0 < FPS <= 1000")
+    if frames is not None and frames < 1:
+        raise UsageError(f"--source {spec!r}: frames={frames}; expected a positive number of frames")
+    if dup < 0:
+        raise UsageError(f"--source {spec!r}: dup={dup}; expected 0 (no duplicates) or a positive period")
+    return SyntheticSource(width, height, fps, frames=frames, duplicate_every=dup)
 
