@@ -153,9 +153,9 @@ def command(ctx, model, source, mode, delegate, delegate_option, threads, max_fr
     if show:
         sinks.append(PreviewSink())
     if output:
-        sinks.append(VideoSink(output))
+        sinks.append(VideoSink(output, overwrite=force))
     if jsonl:
-        sinks.append(JsonLinesSink(jsonl))
+        sinks.append(JsonLinesSink(jsonl, overwrite=force))
 
     with _load_model(ctx, model, delegate, threads, pre_opts, parse_delegate_options(delegate_option)) as m:
         report_delegate(ctx, m.delegate_report)

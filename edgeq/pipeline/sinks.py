@@ -11,13 +11,12 @@ import json
 import logging
 import os
 import pathlib
-import tempfile
 from typing import Any
 
 import numpy as np
 
-from ..errors import SinkError, UsageError
-from ..fileio import to_jsonable
+from ..errors import OutputExistsError, SinkError, UsageError
+from ..fileio import publish, temp_beside, to_jsonable
 from ..postprocess import draw_caption
 from .report import FrameResult, WarningLog
 
@@ -64,11 +63,17 @@ class NullSink(Sink):
         pass
 
 
-def _temp_beside(path: pathlib.Path, suffix: str) -> pathlib.Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
-    os.close(fd)
-    return pathlib.Path(tmp)
+def _publish(tmp: pathlib.Path, path: pathlib.Path, overwrite: bool, warnings: WarningLog) -> pathlib.Path:
+    """The finished file onto ``path`` (exclusively unless ``overwrite``); if another process created
+    ``path`` meanwhile, this run's output is kept beside it under a name of its own, never lost."""
+    try:
+        return publish(tmp, path, exclusive=not overwrite)
+    except OutputExistsError:
+        alt = path.with_name(f"{path.stem}.edgeq-{os.getpid()}{path.suffix}")
+        publish(tmp, alt)
+        warnings.warn(f"{path} appeared during the run (another process?) and was left alone; this run's output "
+                      f"is {alt}")
+        return alt
 
 
 # --------------------------------------------------------------------------------------------
@@ -100,8 +105,10 @@ class VideoSink(Sink):
 
     name = "video"
 
-    def __init__(self, path: str | os.PathLike, fps: float | None = None, annotate_frames: bool = True) -> None:
+    def __init__(self, path: str | os.PathLike, fps: float | None = None, annotate_frames: bool = True,
+                 overwrite: bool = False) -> None:
         self.path = pathlib.Path(path)
+        self.overwrite = overwrite
         ext = self.path.suffix.lower()
         if ext not in VIDEO_CODECS:
             raise SinkError(f"--output {self.path}: unsupported video container {ext or '(none)'!r}; "
@@ -129,7 +136,7 @@ class VideoSink(Sink):
         import cv2
 
         self.fps = self.fps or 30.0
-        self._tmp = _temp_beside(self.path, f".partial{self.path.suffix}")
+        self._tmp = temp_beside(self.path, f".partial{self.path.suffix}")
         writer = cv2.VideoWriter(str(self._tmp), cv2.VideoWriter_fourcc(*self.fourcc), self.fps, (width, height))
         if not writer.isOpened():
             self._tmp.unlink(missing_ok=True)
@@ -166,7 +173,7 @@ class VideoSink(Sink):
         self._closed = True
         if self._writer is not None:
             self._writer.release()
-            os.replace(self._tmp, self.path)
+            self.path = _publish(self._tmp, self.path, self.overwrite, self.warnings)
         else:
             self.warnings.warn(f"no frame was processed: no video written to {self.path}")
 
@@ -183,14 +190,15 @@ class JsonLinesSink(Sink):
 
     name = "jsonl"
 
-    def __init__(self, path: str | os.PathLike) -> None:
+    def __init__(self, path: str | os.PathLike, overwrite: bool = False) -> None:
         self.path = pathlib.Path(path)
+        self.overwrite = overwrite
         self._tmp: pathlib.Path | None = None
         self._fh = None
         self._closed = False
 
     def start(self, source: Any, mode: str) -> None:
-        self._tmp = _temp_beside(self.path, ".partial")
+        self._tmp = temp_beside(self.path, ".partial")
         self._fh = open(self._tmp, "w", encoding="utf-8")  # noqa: SIM115 - held open across write() calls
 
     def write(self, item: FrameResult) -> None:
@@ -204,7 +212,7 @@ class JsonLinesSink(Sink):
         self._fh.flush()
         os.fsync(self._fh.fileno())
         self._fh.close()
-        os.replace(self._tmp, self.path)
+        self.path = _publish(self._tmp, self.path, self.overwrite, self.warnings)
 
     @property
     def output_path(self) -> pathlib.Path | None:
