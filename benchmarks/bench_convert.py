@@ -27,7 +27,7 @@ import keras, numpy as np
 mode, model_path, out, samples = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 model = keras.models.load_model(model_path, compile=False)
 import edgeq
-from edgeq.calibration import CalibrationDataset
+from edgeq.convert.calibration import CalibrationDataset
 from edgeq.preprocess import Preprocess
 t0 = time.perf_counter()
 if mode == "edgeq":

@@ -66,7 +66,7 @@ def build_mobilenet(recipes: tuple[str, ...] = ("int8", "float16")) -> dict[str,
     if all(p.exists() for p in out.values()):
         return out
     import edgeq
-    from edgeq.converter import import_tensorflow
+    from edgeq.convert.source import import_tensorflow
 
     import_tensorflow()
     import zoo

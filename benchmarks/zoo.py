@@ -17,7 +17,7 @@ ARCHITECTURES = ("MobileNetV2", "MobileNetV3Small", "MobileNetV3Large", "Efficie
 
 def images_for(size: int, source: str, count: int = 32, seed: int = 0) -> np.ndarray:
     """Real images from an image folder/video as float RGB batch [N,size,size,3] in [-1, 1]."""
-    from edgeq.calibration import CalibrationDataset
+    from edgeq.convert.calibration import CalibrationDataset
     from edgeq.preprocess import Preprocess
 
     pre = Preprocess(height=size, width=size, color="RGB", mean=(127.5,), std=(127.5,))

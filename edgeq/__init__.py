@@ -1,18 +1,22 @@
 """edgeq: float vision model -> full-integer TFLite -> measured on the edge device.
 
 Importing edgeq never imports TensorFlow; only conversion and analysis load it, lazily.
+The function ``convert`` shadows the subpackage attribute ``edgeq.convert`` on purpose:
+``edgeq.convert(...)`` converts, and ``from edgeq.convert.calibration import ...`` still finds the
+package (the import system looks submodules up in ``sys.modules``).
 """
 from __future__ import annotations
 
 from ._version import __version__  # noqa: E402
-from .calibration import CalibrationDataset  # noqa: E402
-from .converter import ConversionResult, convert  # noqa: E402  (TensorFlow is imported inside convert())
+from .convert.calibration import CalibrationDataset  # noqa: E402
+from .convert.converter import ConversionResult, convert  # noqa: E402  (TensorFlow is imported inside convert())
+from .convert.plan import make_recipe  # noqa: E402
+from .convert.recipes import RECIPES, Recipe  # noqa: E402
 from .errors import EdgeqError  # noqa: E402
 from .metadata import EdgeqMetadata, read_metadata  # noqa: E402
 from .modelinfo import inspect_model  # noqa: E402
 from .preprocess import Preprocess  # noqa: E402
-from .recipes import RECIPES, Recipe  # noqa: E402
 from .runtime import EdgeModel, load  # noqa: E402  (the interpreter backend is imported inside load())
 
 __all__ = ["CalibrationDataset", "ConversionResult", "EdgeModel", "EdgeqError", "EdgeqMetadata", "Preprocess",
-           "RECIPES", "Recipe", "convert", "inspect_model", "load", "read_metadata", "__version__"]
+           "RECIPES", "Recipe", "convert", "inspect_model", "load", "make_recipe", "read_metadata", "__version__"]

@@ -13,11 +13,12 @@ import numpy as np
 import pytest
 
 import edgeq
-from edgeq.accuracy import evaluate, read_eval_data
+from edgeq.accuracy import convert_to_budget, evaluate, read_eval_data
+from edgeq.convert.plan import make_recipe
+from edgeq.convert.recipes import Recipe, get_recipe
 from edgeq.errors import UsageError
 from edgeq.metadata import read_metadata
 from edgeq.modelinfo import inspect_model
-from edgeq.recipes import Recipe, get_recipe
 
 pytestmark = pytest.mark.convert
 
@@ -32,8 +33,8 @@ FMNIST = "/usr/share/datasets/fashion-mnist"
 @pytest.fixture(scope="module")
 def hard_calibrated():
     """The hard case calibrated once (float graph with recorded ranges) + its preprocessing."""
-    from edgeq.accuracy.quantize import CalibratedModel
     from edgeq.accuracy.sensitivity import open_converter
+    from edgeq.convert.quantize import CalibratedModel
 
     rec = get_recipe("int8")
     with open_converter(str(HARD), str(CALIB), rec, None, None, 200, 0) as (tf, converter, rep, pre):
@@ -45,8 +46,8 @@ def hard_calibrated():
 @pytest.fixture(scope="module")
 def hard_mixed(tmp_path_factory, fashion_test):
     out = tmp_path_factory.mktemp("mixed") / "hard_mixed.tflite"
-    return edgeq.convert(str(HARD), str(CALIB), str(out), labels=str(LABELS), max_accuracy_drop=0.5,
-                         eval_data=FMNIST)
+    return convert_to_budget(str(HARD), str(CALIB), str(out), labels=str(LABELS), max_accuracy_drop=0.5,
+                             eval_data=FMNIST)
 
 
 def test_hard_case_full_int8_loses_over_a_point_and_the_mixed_model_meets_half_a_point(hard_mixed):
@@ -107,11 +108,11 @@ def test_unreachable_target_reports_the_best_model_and_the_miss(hard_calibrated,
 
 
 def test_budget_on_class_folders_without_labels_says_how_classes_were_matched(tmp_path):
-    res = edgeq.convert(str(HARD), str(CALIB), str(tmp_path / "m.tflite"), max_accuracy_drop=5.0,
-                        eval_data=str(CALIB))
+    res = convert_to_budget(str(HARD), str(CALIB), str(tmp_path / "m.tflite"), max_accuracy_drop=5.0,
+                            eval_data=str(CALIB))
     assert any("sorted name order" in w and "--labels" in w for w in res.warnings)
-    named = edgeq.convert(str(HARD), str(CALIB), str(tmp_path / "n.tflite"), max_accuracy_drop=5.0,
-                          eval_data=str(CALIB), labels=str(LABELS))
+    named = convert_to_budget(str(HARD), str(CALIB), str(tmp_path / "n.tflite"), max_accuracy_drop=5.0,
+                              eval_data=str(CALIB), labels=str(LABELS))
     assert not any("sorted name order" in w for w in named.warnings)
     assert named.accuracy["reference"]["top1"] > 80 > res.accuracy["reference"]["top1"]
 
@@ -123,8 +124,8 @@ def test_float_nodes_from_another_model_are_refused(hard_calibrated):
 
 
 def test_range_methods_narrow_the_outlier_range(hard_calibrated):
-    from edgeq.accuracy.quantize import input_batches
-    from edgeq.accuracy.ranges import adjustable_tensors, apply_range_method, compute_ranges
+    from edgeq.convert.quantize import input_batches
+    from edgeq.convert.ranges import adjustable_tensors, apply_range_method, compute_ranges
 
     cal, _, rep = hard_calibrated
     old = adjustable_tensors(cal)
@@ -142,7 +143,8 @@ def test_range_methods_narrow_the_outlier_range(hard_calibrated):
 
 def test_range_method_recipe_changes_scales_and_round_trips(tmp_path):
     base = edgeq.convert(str(HARD), str(CALIB), str(tmp_path / "mm.tflite"))
-    pct = edgeq.convert(str(HARD), str(CALIB), str(tmp_path / "pct.tflite"), range_method="percentile")
+    pct = edgeq.convert(str(HARD), str(CALIB), str(tmp_path / "pct.tflite"),
+                        recipe=make_recipe("int8", range_method="percentile"))
     assert pct.recipe.range_method == "percentile" and pct.report.full_integer
     from edgeq.tflite_format import load_model_file
 
@@ -156,17 +158,18 @@ def test_range_method_recipe_changes_scales_and_round_trips(tmp_path):
                           recipe=Recipe.load(tmp_path / "pct.recipe.json"))
     assert pathlib.Path(again.output).read_bytes() == pathlib.Path(pct.output).read_bytes()
     with pytest.raises(UsageError, match="valid range methods"):
-        edgeq.convert(str(HARD), str(CALIB), str(tmp_path / "x.tflite"), range_method="kl")
+        edgeq.convert(str(HARD), str(CALIB), str(tmp_path / "x.tflite"), recipe=make_recipe("int8", range_method="kl"))
 
 
 def test_budget_options_are_checked_before_any_work(tmp_path):
     with pytest.raises(UsageError, match="needs --eval-data"):
-        edgeq.convert(str(HARD), str(CALIB), str(tmp_path / "a.tflite"), max_accuracy_drop=0.5)
+        convert_to_budget(str(HARD), str(CALIB), str(tmp_path / "a.tflite"), max_accuracy_drop=0.5)
     with pytest.raises(UsageError, match="int16"):
-        edgeq.convert(str(HARD), str(CALIB), str(tmp_path / "b.tflite"), recipe="int16x8",
-                      max_accuracy_drop=0.5, eval_data=FMNIST)
+        convert_to_budget(str(HARD), str(CALIB), str(tmp_path / "b.tflite"), recipe="int16x8",
+                          max_accuracy_drop=0.5, eval_data=FMNIST)
     with pytest.raises(UsageError, match=">= 0"):
-        edgeq.convert(str(HARD), str(CALIB), str(tmp_path / "c.tflite"), max_accuracy_drop=-1, eval_data=FMNIST)
+        convert_to_budget(str(HARD), str(CALIB), str(tmp_path / "c.tflite"), max_accuracy_drop=-1,
+                          eval_data=FMNIST)
 
 
 def test_analyze_ranks_the_outlier_bottleneck_first(tmp_path, capsys):
@@ -211,8 +214,8 @@ def test_search_progress_reaches_stderr_while_native_logs_are_silenced(tmp_path,
         got.append(msg)
         os.write(2, f"PROGRESS {msg}\n".encode())   # what sys.stderr does outside pytest: fd 2
 
-    edgeq.convert(str(HARD), str(CALIB), str(tmp_path / "p.tflite"), labels=str(LABELS), max_accuracy_drop=5.0,
-                  eval_data=FMNIST, info=info)
+    convert_to_budget(str(HARD), str(CALIB), str(tmp_path / "p.tflite"), labels=str(LABELS),
+                      max_accuracy_drop=5.0, eval_data=FMNIST, info=info)
     err = capfd.readouterr().err
     assert got and got[0].startswith("full int8:")
     assert all(f"PROGRESS {m}" in err for m in got)

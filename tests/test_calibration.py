@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from conftest import CALIBRATION_DIR
 
-from edgeq.calibration import CalibrationDataset
+from edgeq.convert.calibration import CalibrationDataset
 from edgeq.errors import CalibrationError
 from edgeq.preprocess import Preprocess
 

@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 from conftest import BUNDLED_KERAS, BUNDLED_LABELS, CALIBRATION_DIR
 
+from edgeq.convert.plan import make_recipe
+from edgeq.convert.recipes import Recipe
 from edgeq.errors import ConversionError, ModelError, OutputExistsError, UsageError
 from edgeq.modelinfo import inspect_model
-from edgeq.recipes import Recipe
 
 pytestmark = pytest.mark.convert
 
@@ -61,7 +62,7 @@ def test_int8_accuracy_within_one_point_of_float(converted, fashion_test, float_
 
 
 def test_recipe_saved_beside_model_and_reproduces(converted, tmp_path):
-    from edgeq.converter import convert, recipe_path_for
+    from edgeq.convert.converter import convert, recipe_path_for
     saved = Recipe.load(recipe_path_for(converted.output))
     assert saved == converted.recipe
     out = tmp_path / "again.tflite"
@@ -79,7 +80,7 @@ def test_recipe_saved_beside_model_and_reproduces(converted, tmp_path):
     ("dynamic", "float32", False, lambda r: r.size_bytes < 80_000),
 ])
 def test_other_recipes(recipe, in_dtype, full_integer, check, tmp_path, fashion_test, float_top1):
-    from edgeq.converter import convert
+    from edgeq.convert.converter import convert
     out = tmp_path / f"m_{recipe}.tflite"
     res = convert(str(BUNDLED_KERAS), str(CALIBRATION_DIR), out, recipe=recipe, num_samples=50)
     r = inspect_model(out)
@@ -92,9 +93,9 @@ def test_other_recipes(recipe, in_dtype, full_integer, check, tmp_path, fashion_
 
 
 def test_per_tensor_and_float_io_options(tmp_path):
-    from edgeq.converter import convert
-    res = convert(str(BUNDLED_KERAS), str(CALIBRATION_DIR), tmp_path / "pt.tflite", per_tensor=True,
-                  float_io=True, num_samples=30)
+    from edgeq.convert.converter import convert
+    res = convert(str(BUNDLED_KERAS), str(CALIBRATION_DIR), tmp_path / "pt.tflite",
+                  recipe=make_recipe("int8", per_tensor=True, float_io=True), num_samples=30)
     r = res.report
     assert r.full_integer and not r.integer_io
     assert r.inputs[0].dtype == "float32" and r.ops.get("QUANTIZE") and r.ops.get("DEQUANTIZE")
@@ -105,7 +106,7 @@ def test_per_tensor_and_float_io_options(tmp_path):
 
 
 def test_outputs_are_safe(converted, tmp_path):
-    from edgeq.converter import convert
+    from edgeq.convert.converter import convert
     before = BUNDLED_KERAS.read_bytes()
     with pytest.raises(OutputExistsError, match="--force"):
         convert(str(BUNDLED_KERAS), str(CALIBRATION_DIR), converted.output)
@@ -147,7 +148,7 @@ def test_bad_calibration_fails_before_tensorflow_loads(tmp_path):
 def test_double_normalisation_warning(tmp_path):
     import keras
 
-    from edgeq.converter import convert
+    from edgeq.convert.converter import convert
     inp = keras.Input((28, 28, 1))
     x = keras.layers.Rescaling(1 / 255.0)(inp)
     x = keras.layers.Conv2D(4, 3)(x)
@@ -165,7 +166,7 @@ def test_float_op_fails_full_integer_unless_allowed(tmp_path):
     import keras
     import tensorflow as tf
 
-    from edgeq.converter import convert
+    from edgeq.convert.converter import convert
     inp = keras.Input((28, 28, 1))
     x = keras.layers.Conv2D(4, 3)(inp)
     x = keras.layers.Lambda(lambda t: tf.math.sin(t))(x)
@@ -173,7 +174,7 @@ def test_float_op_fails_full_integer_unless_allowed(tmp_path):
     with pytest.raises(ConversionError, match="(?i)sin.*--allow-float-fallback"):
         convert(m, str(CALIBRATION_DIR), tmp_path / "f.tflite", num_samples=10, task="other")
     res = convert(m, str(CALIBRATION_DIR), tmp_path / "f.tflite", num_samples=10, task="other",
-                  allow_float_fallback=True)
+                  recipe=make_recipe("int8", allow_float_fallback=True))
     assert not res.report.full_integer
     assert any("left in float" in w for w in res.warnings)
     assert any(op.startswith("SIN") for op in res.report.float_ops)
@@ -183,12 +184,12 @@ def test_ops_without_tflite_kernel_are_named(tmp_path):
     import keras
     import tensorflow as tf
 
-    from edgeq.converter import convert
+    from edgeq.convert.converter import convert
     inp = keras.Input((28, 28, 1))
     m = keras.Model(inp, keras.layers.Lambda(lambda t: tf.math.erf(t))(inp))
     with pytest.raises(ConversionError, match="no TFLite builtin kernel: Erf"):
         convert(m, str(CALIBRATION_DIR), tmp_path / "e.tflite", num_samples=5, task="other",
-                allow_float_fallback=True)
+                recipe=make_recipe("int8", allow_float_fallback=True))
 
 
 def test_keras_application_converts_to_full_int8_and_runs(tmp_path):
@@ -196,7 +197,7 @@ def test_keras_application_converts_to_full_int8_and_runs(tmp_path):
     import zoo
     from ai_edge_litert.interpreter import Interpreter
 
-    from edgeq.converter import convert
+    from edgeq.convert.converter import convert
     imgs = zoo.images_for(224, str(CALIBRATION_DIR), count=8)
     model = zoo.build("MobileNetV2", 224, alpha=0.35, classes=10, images=imgs)
     res = convert(model, str(CALIBRATION_DIR), tmp_path / "mnv2.tflite", num_samples=16,
@@ -222,7 +223,7 @@ def test_h5_and_saved_model_inputs(tmp_path):
     its serving signature)."""
     import keras
 
-    from edgeq.converter import convert
+    from edgeq.convert.converter import convert
     model = keras.models.load_model(BUNDLED_KERAS, compile=False)
     h5 = tmp_path / "m.h5"
     model.save(h5)

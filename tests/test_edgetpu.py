@@ -75,7 +75,7 @@ def test_int8_fixture_has_dynamic_batch_and_maps_fully_once_frozen(int8_model_pa
     # what a Coral user gets: the compiler rejects the whole model, it does not leave ops on the CPU
     assert "dynamic-sized tensors" in r.refused and r.to_dict()["compiler_refuses"] == r.refused
     assert r.cpu_ops_after_first_unmapped == len(r.ops) - 1 and r.supported_ops_pushed_to_cpu == 0
-    from edgeq.calibration import read_image
+    from edgeq.convert.calibration import read_image
 
     image = read_image(str(sorted((CALIBRATION_DIR / "sneaker").glob("*.png"))[0]))
     frozen = freeze_shapes(int8_model_path, tmp_path / "static.tflite", image=image)
@@ -215,7 +215,7 @@ def test_explicit_int8_recipe_is_kept_for_edgetpu(tmp_path):
 def test_float_op_left_in_splits_the_model(tmp_path):
     """A mixed model (MEAN kept in float): the Edge TPU runs what precedes the DEQUANTIZE, the CPU the rest."""
     import edgeq
-    from edgeq.recipes import get_recipe
+    from edgeq.convert.recipes import get_recipe
 
     rec = get_recipe("uint8").replace(float_ops=("MEAN",))
     r = edgeq.convert(str(BUNDLED_KERAS), str(CALIBRATION_DIR), str(tmp_path / "mixed.tflite"), recipe=rec,

@@ -21,8 +21,8 @@ import numpy as np
 import pytest
 from conftest import CALIBRATION_DIR, TEST_DATA
 
-from edgeq.calibration import read_image
 from edgeq.cli import main
+from edgeq.convert.calibration import read_image
 from edgeq.edgetpu import (
     CompilerError,
     check_model,

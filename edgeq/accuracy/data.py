@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from ..calibration import IMAGE_SUFFIXES, CalibrationDataset, read_image
+from ..convert.calibration import IMAGE_SUFFIXES, CalibrationDataset, read_image
 from ..datasets import read_idx
 from ..errors import DataError
 

@@ -21,12 +21,12 @@ from typing import Any
 
 import numpy as np
 
+from ..convert.quantize import CalibratedModel, Layer
+from ..convert.recipes import RECIPES, Recipe
 from ..errors import UsageError
 from ..preprocess import Preprocess
-from ..recipes import RECIPES, Recipe
 from .data import EvalData
 from .evaluate import sqnr_db
-from .quantize import CalibratedModel, Layer
 from .runners import TFLiteRunner
 
 log = logging.getLogger(__name__)
@@ -220,32 +220,6 @@ def _step(scorer: Scorer, model: bytes, layers: tuple[str, ...], nodes: tuple[st
 def _describe(s: Score, metric: str) -> str:
     head = f"top-1 {s.top1:.2f}%" if s.top1 is not None else f"agreement {s.agreement:.2f}%"
     return f"{head}, drop {s.drop:.2f} points ({metric}), output SQNR {s.sqnr_db:.1f} dB"
-
-
-def convert_to_budget(tf: Any, converter: Any, rec: Recipe, rep: Callable | None, pre: Preprocess, data: EvalData,
-                      max_drop: float, labels: Sequence[str], warnings: list[str],
-                      progress: Callable[[str], None] | None = None) -> tuple[bytes, Recipe, dict]:
-    """The converter's --max-accuracy-drop path: (model bytes, the chosen recipe, the search log).
-
-    progress receives one line per search step (the CLI shows them: the search can take minutes)."""
-    from .quantize import input_batches
-    from .ranges import apply_range_method
-
-    order_warning = data.name_order_warning(labels)
-    if order_warning:
-        warnings.append(order_warning)
-    cal = CalibratedModel.calibrate(tf, converter, rec)
-    if rec.range_method != "minmax":
-        cal = apply_range_method(cal, rec.range_method, input_batches(rep))
-    result = search_mixed_precision(cal, data, pre, max_drop, labels=labels, progress=progress or log.info)
-    step = result.steps[result.chosen]
-    if step.float_layers:
-        warnings.append(f"kept {len(step.float_layers)} activation tensor(s) in float ({len(step.float_nodes)} ops) to "
-                        f"meet the accuracy budget; {EDGE_TPU_NOTE}")
-    if not result.met:
-        warnings.append(f"accuracy target missed: the best reachable model loses {step.score.drop:.2f} points "
-                        f"({result.metric}), {result.miss:.2f} over the {max_drop:g}-point budget")
-    return result.model, result.recipe, result.to_dict()
 
 
 def format_search(d: dict[str, Any]) -> str:

@@ -134,7 +134,7 @@ class KerasRunner:
     @classmethod
     def open(cls, path: Any) -> KerasRunner:
         """path: .keras/.h5 file, SavedModel directory, or an in-memory Keras model."""
-        from ..converter import _load_keras, describe_source_model, import_tensorflow
+        from ..convert.source import describe_source_model, import_tensorflow, load_keras
 
         kind, desc = describe_source_model(path)
         tf = import_tensorflow()
@@ -153,7 +153,7 @@ class KerasRunner:
                 out = sig(tf.constant(x))
                 return [np.asarray(out[k]) for k in sorted(out)]
             return cls(desc, size, shape, (), None, fn)
-        model = _load_keras(desc)
+        model = load_keras(desc)
         return cls(desc, size, (1, *[int(d) for d in model.inputs[0].shape[1:]]), (), None, _keras_fn(model))
 
     def predict(self, pixels: np.ndarray, pre: Preprocess) -> list[np.ndarray]:

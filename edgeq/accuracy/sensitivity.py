@@ -21,11 +21,13 @@ from typing import Any
 
 import numpy as np
 
+from ..convert.converter import prepared_converter
+from ..convert.plan import calibration_dataset
+from ..convert.quantize import CalibratedModel, check_recipe, input_batches
+from ..convert.recipes import Recipe, get_recipe
 from ..errors import UsageError
 from ..preprocess import Preprocess
-from ..recipes import Recipe, get_recipe
 from .mixed import Score, Scorer
-from .quantize import CalibratedModel, check_recipe, input_batches
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,8 +99,6 @@ def open_converter(model: Any, calibration: Any, rec: Recipe, preprocess: Prepro
                    preprocess_options: dict[str, Any] | None, num_samples: int, seed: int,
                    quiet: bool = True) -> Iterator[tuple[Any, Any, Callable, Preprocess]]:
     """(tf, configured TFLiteConverter, representative dataset, preprocessing) as edgeq.convert sets them up."""
-    from ..converter import calibration_dataset, prepared_converter
-
     dataset = calibration_dataset(calibration, num_samples=num_samples, seed=seed)
     with prepared_converter(model, dataset, rec, preprocess, preprocess_options, quiet=quiet) as prep:
         yield prep.tf, prep.converter, prep.representative, prep.preprocess

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import click
 
-from ..accuracy.ranges import RANGE_METHODS
-from ..recipes import RECIPES, Recipe
+from ..convert.ranges import RANGE_METHODS
+from ..convert.recipes import RECIPES, Recipe
 from .common import emit_json, json_option, preprocess_kwargs, preprocess_options, progress_bar
 
 
@@ -78,20 +78,25 @@ def command(ctx, model, calib, output, recipe, recipe_file, num_samples, seed, l
     The preprocessing contract (size, colour, value range), labels, recipe and a calibration
     summary are embedded in the output, so `edgeq run`/`bench`/`eval` apply them by themselves.
     """
-    from ..converter import convert
+    from ..convert.converter import convert
+    from ..convert.plan import make_recipe
 
     if recipe and recipe_file:
         raise click.UsageError("give --recipe or --recipe-file, not both")
-    rec = Recipe.load(recipe_file) if recipe_file else (recipe or ("uint8" if target == "edgetpu" else "int8"))
+    base = Recipe.load(recipe_file) if recipe_file else (recipe or ("uint8" if target == "edgetpu" else "int8"))
+    rec = make_recipe(base, per_tensor=per_tensor, float_io=float_io, allow_float_fallback=allow_float_fallback,
+                      range_method=range_method)  # the target's own check runs in convert
     opts = preprocess_kwargs(input_size, color, value_range, mean, std, resize)
-
+    options = dict(recipe=rec, num_samples=num_samples, seed=seed, labels=labels, task=task, force=force,
+                   preprocess_options=opts, quiet=not ctx.verbose, target=target)
     with progress_bar(ctx, "calibrating") as progress:
-        result = convert(model, calib, output, recipe=rec, num_samples=num_samples, seed=seed, labels=labels,
-                         task=task, per_tensor=per_tensor, float_io=float_io,
-                         allow_float_fallback=allow_float_fallback, force=force, preprocess_options=opts,
-                         progress=progress, quiet=not ctx.verbose, target=target,
-                         max_accuracy_drop=max_accuracy_drop, eval_data=eval_data, range_method=range_method,
-                         info=ctx.info)
+        if max_accuracy_drop is not None or eval_data is not None:
+            from ..accuracy.budget import convert_to_budget
+
+            result = convert_to_budget(model, calib, output, max_accuracy_drop=max_accuracy_drop,
+                                       eval_data=eval_data, progress=progress, info=ctx.info, **options)
+        else:
+            result = convert(model, calib, output, progress=progress, **options)
     for w in result.warnings:
         ctx.warn(w)
     click.echo(format_result(result), err=json_path == "-")

@@ -59,7 +59,7 @@ def fix_shapes_cmd(ctx, model, output, input_size, sample, force, json_path):
     The frozen model is run side by side with the original on the same input and must give the
     same output; the Edge TPU check is then run on it.
     """
-    from ..calibration import read_image
+    from ..convert.calibration import read_image
     from ..edgetpu import check_model, format_report
     from ..edgetpu.shapes import freeze_shapes
     from ..errors import DataError

@@ -69,7 +69,7 @@ def make_edgetpu_model(add_model: bytes) -> bytes:
 
 def make_fashion(tmp: pathlib.Path) -> tuple[bytes, bytes]:
     import edgeq
-    from edgeq.converter import import_tensorflow
+    from edgeq.convert.source import import_tensorflow
     from edgeq.metadata import read_metadata, with_edgeq_metadata
 
     keras_path = ROOT / "models" / "fashion_mnist_dsconv.keras"
@@ -93,7 +93,7 @@ def make_fashion(tmp: pathlib.Path) -> tuple[bytes, bytes]:
 
 def main() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    from edgeq.converter import import_tensorflow
+    from edgeq.convert.source import import_tensorflow
 
     tf = import_tensorflow()
     add = make_add_model(tf)

@@ -3,7 +3,7 @@
 TensorFlow Lite's converter can stop after calibration (``_experimental_calibrate_only``): the
 result is a float .tflite whose activation tensors carry the recorded min/max. Quantizing that
 model with ``mlir_quantize`` takes milliseconds, so edgeq can (1) replace the recorded ranges
-before quantizing (percentile or MSE-optimal ranges, see ``ranges``), and (2) quantize it again
+before quantizing (percentile or MSE-optimal ranges, see ``edgeq.convert.ranges``), and (2) quantize it again
 and again with different layers kept in float (``denylisted_nodes``) while searching for a model
 that meets an accuracy budget. The calibrated model is also an exact float reference (it runs
 the float graph), so the search needs no second float conversion.
@@ -18,13 +18,13 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConversionError, UsageError
-from ..recipes import Recipe
 from ..tflite_format import FLOAT_TYPES, load_model_file
+from .recipes import Recipe
 
 log = logging.getLogger(__name__)
 
 # Ops whose output scale TFLite fixes by itself (ranges there are not ours to change).
-_FIXED_RANGE_OPS = frozenset({"SOFTMAX", "LOGISTIC", "TANH", "LOG_SOFTMAX"})
+FIXED_RANGE_OPS = frozenset({"SOFTMAX", "LOGISTIC", "TANH", "LOG_SOFTMAX"})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,7 +65,7 @@ class CalibratedModel:
 
     @classmethod
     def calibrate(cls, tf: Any, converter: Any, recipe: Recipe) -> CalibratedModel:
-        """Run the converter's calibration only (the converter is configured by edgeq.converter)."""
+        """Run the converter's calibration only (the converter is configured by edgeq.convert.converter)."""
         check_recipe(recipe)
         converter.experimental_mlir_quantizer = True
         converter._experimental_calibrate_only = True  # noqa: SLF001 - the documented debugger route
@@ -116,7 +116,7 @@ class CalibratedModel:
         graph_outputs = set(sg.outputs)
         layers = []
         for op in sg.operators:
-            if not op.outputs or op.op in _FIXED_RANGE_OPS:
+            if not op.outputs or op.op in FIXED_RANGE_OPS:
                 continue
             t = op.outputs[0]
             if sg.tensors[t].dtype not in FLOAT_TYPES or t in graph_outputs:
@@ -164,13 +164,3 @@ def input_batches(rep: Callable[[], Iterable[Sequence[np.ndarray]]] | None) -> C
         for sample in rep():
             yield np.asarray(sample[0], np.float32)
     return gen
-
-
-def quantize_with_recipe(tf: Any, converter: Any, rec: Recipe, rep: Callable | None) -> bytes:
-    """The converter's path for recipes with float layers or a non-default range method."""
-    from .ranges import apply_range_method
-
-    cal = CalibratedModel.calibrate(tf, converter, rec)
-    if rec.range_method != "minmax":
-        cal = apply_range_method(cal, rec.range_method, input_batches(rep))
-    return cal.quantize(rec.float_nodes, rec.float_ops)

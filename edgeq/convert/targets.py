@@ -6,6 +6,7 @@ by the compiler since 2.x), uint8 model input/output by default (Coral's example
 pixels), exports Keras models with a batch-1 signature (no run-time shape arithmetic), freezes
 what is still dynamic (``shape_signature [-1, ...]``, e.g. a SavedModel input) and runs the
 pre-flight check on the result. The converter imports this lazily; nothing here needs TensorFlow.
+Steps return the warnings they find (``(value, warnings)``) for ``ConversionResult.warnings``.
 """
 from __future__ import annotations
 
@@ -15,11 +16,11 @@ from typing import Any
 
 import numpy as np
 
+from ..edgetpu.check import EdgeTpuReport, check_model
+from ..edgetpu.shapes import freeze_shapes_bytes
 from ..errors import UsageError
-from ..recipes import Recipe
 from ..tflite_format import load_model_file
-from .check import EdgeTpuReport, check_model
-from .shapes import freeze_shapes_bytes
+from .recipes import Recipe
 
 log = logging.getLogger(__name__)
 
@@ -45,21 +46,21 @@ def recipe_for_target(rec: Recipe, target: str | None) -> Recipe:
     return rec
 
 
-def export_options_for_target(tf: Any, keras_model: Any, target: str | None, warnings: list[str]) -> dict[str, Any]:
-    """Keras ``export`` options for the target: a batch-1 input signature.
+def export_options_for_target(tf: Any, keras_model: Any,
+                              target: str | None) -> tuple[dict[str, Any], tuple[str, ...]]:
+    """Keras ``export`` options for the target (a batch-1 input signature), and any warning.
 
     Why: Keras exports a dynamic batch, and a layer such as Flatten then becomes run-time shape
     arithmetic (SHAPE, STRIDED_SLICE and PACK on int32, then RESHAPE) that the Edge TPU cannot run
     and that freezing shapes afterwards cannot remove; with batch 1 the converter folds it away.
     """
     if target is None:
-        return {}
+        return {}, ()
     inputs = getattr(keras_model, "inputs", None)
     if not isinstance(inputs, (list, tuple)) or not inputs or any(len(t.shape) < 1 for t in inputs):
-        warnings.append(f"--target {target}: cannot read the Keras model's inputs; exported with its own (dynamic) "
-                        "batch size, which edgeq then freezes to 1")
-        return {}
-    return {"input_signature": [tf.TensorSpec((1,) + tuple(t.shape[1:]), t.dtype, name=t.name) for t in inputs]}
+        return {}, (f"--target {target}: cannot read the Keras model's inputs; exported with its own (dynamic) "
+                    "batch size, which edgeq then freezes to 1",)
+    return {"input_signature": [tf.TensorSpec((1,) + tuple(t.shape[1:]), t.dtype, name=t.name) for t in inputs]}, ()
 
 
 def _quantized_sample(data: bytes, sample: np.ndarray) -> np.ndarray:
@@ -74,8 +75,7 @@ def _quantized_sample(data: bytes, sample: np.ndarray) -> np.ndarray:
     return x.astype(t.dtype.lower())
 
 
-def prepare_for_target(data: bytes, target: str | None, dataset: Any, preprocess: Any,
-                       warnings: list[str]) -> bytes:
+def prepare_for_target(data: bytes, target: str | None, dataset: Any, preprocess: Any) -> bytes:
     """Freeze dynamic shapes (batch 1, H/W from the preprocessing), verified on a real calibration sample."""
     if target is None:
         return data
@@ -92,15 +92,16 @@ def prepare_for_target(data: bytes, target: str | None, dataset: Any, preprocess
     return frozen
 
 
-def check_for_target(path: str | os.PathLike, target: str | None, warnings: list[str]) -> EdgeTpuReport | None:
+def check_for_target(path: str | os.PathLike,
+                     target: str | None) -> tuple[EdgeTpuReport | None, tuple[str, ...]]:
     """Run the Edge TPU check on the written model; a verdict that is not 'fully mapped' becomes a warning."""
     if target is None:
-        return None
+        return None, ()
     report = check_model(path)
-    if not report.compatible:
-        first = report.first_unmapped
-        what = (f"first unmapped op #{first.index} {first.op}: {first.reason}" if first is not None
-                else "; ".join(report.issues))
-        warnings.append(f"Edge TPU check: the model would NOT map fully ({report.tpu_ops} op(s) on the Edge TPU, "
-                        f"{report.cpu_ops} on the CPU); {what}")
-    return report
+    if report.compatible:
+        return report, ()
+    first = report.first_unmapped
+    what = (f"first unmapped op #{first.index} {first.op}: {first.reason}" if first is not None
+            else "; ".join(report.issues))
+    return report, (f"Edge TPU check: the model would NOT map fully ({report.tpu_ops} op(s) on the Edge TPU, "
+                    f"{report.cpu_ops} on the CPU); {what}",)

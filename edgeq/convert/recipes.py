@@ -11,7 +11,7 @@ import os
 import pathlib
 from typing import Any
 
-from .errors import UsageError
+from ..errors import UsageError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,7 +61,7 @@ class Recipe:
         return cls(**merged)
 
     def save(self, path: str | os.PathLike) -> pathlib.Path:
-        from .fileio import write_text_atomic
+        from ..fileio import write_text_atomic
 
         return write_text_atomic(path, json.dumps(self.to_dict(), indent=2) + "\n")
 

@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from .errors import CalibrationError
-from .preprocess import Preprocess
+from ..errors import CalibrationError
+from ..preprocess import Preprocess
 
 log = logging.getLogger(__name__)
 

@@ -12,37 +12,39 @@ with all tensors preserved) and choose a narrower range:
 The new ranges are written into the calibrated model and quantized by TFLite's own quantizer.
 ``minmax`` (TFLite's choice) stays the default: see the README's accuracy table for when the
 others win.
+
+``RANGE_METHODS`` maps each name (``--range-method``, ``Recipe.range_method``) to its function,
+``(histogram, recorded min, recorded max) -> (min, max)``, as ai-edge-quantizer's algorithm
+registry does: a new method is one function and one entry.
 """
 from __future__ import annotations
 
 import logging
 import warnings
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import numpy as np
 
 from ..errors import UsageError
 from ..tflite_format import load_model_file
-from .quantize import _FIXED_RANGE_OPS, CalibratedModel
+from .quantize import FIXED_RANGE_OPS, CalibratedModel, input_batches
+from .recipes import Recipe
 
 log = logging.getLogger(__name__)
 
 BINS = 2048
 PERCENTILE = 99.99
-RANGE_METHODS = ("minmax", "percentile", "mse")
 
-
-def check_range_method(name: str) -> str:
-    if name not in RANGE_METHODS:
-        raise UsageError(f"unknown range method {name!r}; valid range methods: {', '.join(RANGE_METHODS)}")
-    return name
+RangeFunction = Callable[[np.ndarray, float, float], tuple[float, float]]
+"""(histogram of BINS bins over [lo, hi], lo, hi) -> the (min, max) the tensor is quantized to."""
 
 
 def adjustable_tensors(cal: CalibratedModel) -> dict[int, tuple[float, float]]:
     """Recorded ranges we may change: op outputs, not the model input/output nor fixed-scale ops."""
     _, mf = load_model_file(cal.data)
     sg = mf.main
-    fixed = {o for op in sg.operators if op.op in _FIXED_RANGE_OPS for o in op.outputs}
+    fixed = {o for op in sg.operators if op.op in FIXED_RANGE_OPS for o in op.outputs}
     produced = {o for op in sg.operators for o in op.outputs}
     skip = set(sg.inputs) | set(sg.outputs) | fixed
     return {i: r for i, r in cal.recorded_ranges().items() if i in produced and i not in skip and r[1] > r[0]}
@@ -70,6 +72,11 @@ def collect_histograms(cal: CalibratedModel, samples: Callable[[], Iterable[np.n
             v = interp.get_tensor(i)
             hists[i] += np.histogram(v, bins=BINS, range=(lo, hi))[0]
     return hists
+
+
+def minmax_range(hist: np.ndarray, lo: float, hi: float) -> tuple[float, float]:
+    """TFLite's own choice: the recorded min/max, unchanged."""
+    return lo, hi
 
 
 def percentile_range(hist: np.ndarray, lo: float, hi: float, pct: float = PERCENTILE) -> tuple[float, float]:
@@ -103,15 +110,30 @@ def mse_range(hist: np.ndarray, lo: float, hi: float, levels: int = 256, grid: i
     return float(min(best[1], 0.0)), float(max(best[2], 0.0))
 
 
+RANGE_METHODS: dict[str, RangeFunction] = {"minmax": minmax_range, "percentile": percentile_range, "mse": mse_range}
+
+
+def range_method(name: str) -> RangeFunction:
+    """The function registered under `name`, or a UsageError naming the valid ones."""
+    try:
+        return RANGE_METHODS[name]
+    except KeyError:
+        raise UsageError(f"unknown range method {name!r}; valid range methods: {', '.join(RANGE_METHODS)}") from None
+
+
+def check_range_method(name: str) -> str:
+    range_method(name)
+    return name
+
+
 def compute_ranges(cal: CalibratedModel, method: str,
                    samples: Callable[[], Iterable[np.ndarray]]) -> dict[int, tuple[float, float]]:
     """New {tensor index: (min, max)} for the adjustable tensors under `method`."""
-    check_range_method(method)
-    if method == "minmax":
+    choose = range_method(method)
+    if choose is minmax_range:  # the recorded ranges already are min/max: no histograms to collect
         return {}
     ranges = adjustable_tensors(cal)
     hists = collect_histograms(cal, samples, ranges)
-    choose = percentile_range if method == "percentile" else mse_range
     return {i: choose(hists[i], lo, hi) for i, (lo, hi) in ranges.items()}
 
 
@@ -124,3 +146,11 @@ def apply_range_method(cal: CalibratedModel, method: str,
     narrowed = sum(1 for i, r in new.items() if (r[1] - r[0]) < 0.999 * (old[i][1] - old[i][0]))
     log.info("range method %s: narrowed %d of %d activation ranges", method, narrowed, len(new))
     return cal.with_ranges(new)
+
+
+def calibrate(tf: Any, converter: Any, rec: Recipe, rep: Callable | None) -> CalibratedModel:
+    """Calibrate once with the recipe's range method applied: ready to quantize with any float layers."""
+    cal = CalibratedModel.calibrate(tf, converter, rec)
+    if rec.range_method != "minmax":
+        cal = apply_range_method(cal, rec.range_method, input_batches(rep))
+    return cal

@@ -1,0 +1,330 @@
+"""``edgeq.convert``: float Keras/SavedModel -> quantized .tflite with the preprocessing embedded.
+
+A conversion is a short sequence of named steps, each returning what it found (warnings
+included) rather than appending to lists passed down: plan (``plan.py``, before TensorFlow
+loads) -> prepare the converter -> quantize -> check full integer -> metadata -> write (and the
+target's shape freezing and check). ``edgeq.accuracy.convert_to_budget`` reuses every step but
+the quantization. TensorFlow is imported lazily, only once the plan holds.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import os
+import pathlib
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TypeVar
+
+from .._native import NativeLog, quiet_native_stderr
+from .._version import __version__
+from ..errors import ConversionError, EdgeqError, UsageError
+from ..fileio import write_bytes_atomic
+from ..metadata import EdgeqMetadata, with_edgeq_metadata
+from ..modelinfo import ModelReport, inspect_model
+from ..preprocess import Preprocess
+from .calibration import CalibrationDataset
+from .plan import ConversionPlan, plan_conversion
+from .ranges import calibrate
+from .recipes import Recipe
+from .source import (
+    describe_source_model,
+    float_weights_bytes,
+    import_tensorflow,
+    infer_preprocess,
+    load_keras,
+    saved_model_input_shape,
+    source_sha256,
+)
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+@dataclasses.dataclass(frozen=True)
+class ConversionResult:
+    output: str
+    recipe: Recipe
+    report: ModelReport
+    float_weights_bytes: int
+    calibration: dict[str, Any]
+    preprocess: Preprocess | None
+    seconds: float
+    warnings: tuple[str, ...]
+    accuracy: dict[str, Any] | None = None   # mixed-precision search log (edgeq.accuracy.convert_to_budget)
+    edgetpu: Any = None                      # EdgeTpuReport of the result (--target edgetpu)
+
+    @property
+    def size_bytes(self) -> int:
+        return self.report.size_bytes
+
+    @property
+    def compression(self) -> float:
+        return self.float_weights_bytes / self.size_bytes if self.size_bytes else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        r = self.report
+        return {
+            "output": self.output, "recipe": self.recipe.to_dict(),
+            "size_bytes": r.size_bytes, "float_weights_bytes": self.float_weights_bytes,
+            "compression": round(self.compression, 3),
+            "ops": r.ops, "full_integer": r.full_integer, "float_ops": list(r.float_ops),
+            "float_tensors": list(r.float_tensors),
+            "inputs": [t.to_dict() for t in r.inputs], "outputs": [t.to_dict() for t in r.outputs],
+            "calibration": self.calibration,
+            "preprocess": self.preprocess.to_dict() if self.preprocess else None,
+            "seconds": round(self.seconds, 3), "warnings": list(self.warnings),
+            **({"accuracy": self.accuracy} if self.accuracy is not None else {}),
+            **({"edgetpu": self.edgetpu.to_dict()} if self.edgetpu is not None else {}),
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class Quantized:
+    """What a quantize step produced: the model, the recipe it really used, what it found."""
+
+    model: bytes
+    recipe: Recipe
+    warnings: tuple[str, ...] = ()
+    accuracy: dict[str, Any] | None = None   # the accuracy search's log, when one chose the recipe
+
+
+def convert(model: Any, calibration: Any = None, output: str | os.PathLike | None = None, *,
+            recipe: str | Recipe | None = None, preprocess: Preprocess | None = None,
+            num_samples: int = 200, seed: int = 0, labels: Sequence[str] | str | os.PathLike | None = None,
+            task: str = "classify", force: bool = False, preprocess_options: dict[str, Any] | None = None,
+            transform: Callable[[Any], Any] | None = None, progress: Callable[[int, int], None] | None = None,
+            quiet: bool = True, save_recipe: bool = True, target: str | None = None) -> ConversionResult:
+    """Quantize a float model with calibration data and write the .tflite atomically.
+
+    model: a .keras/.h5 path, a SavedModel directory, or an in-memory Keras model.
+    calibration: a ``CalibrationDataset`` or anything it accepts as a source.
+    recipe: a recipe name or a Recipe (``make_recipe("int8", per_tensor=True, range_method="mse")``);
+    default int8, or uint8 with target="edgetpu".
+    """
+    started = time.perf_counter()
+    plan = plan_conversion(model, calibration, output, recipe=recipe, target=target, task=task, labels=labels,
+                           force=force, num_samples=num_samples, seed=seed, transform=transform)
+    with prepared_converter(model, plan.dataset, plan.recipe, preprocess, preprocess_options, quiet=quiet,
+                            progress=progress, target=target) as prep:
+        quantized = run_quantizer(plan.recipe, quiet, lambda _native_log: quantize(prep, plan.recipe))
+    return finish_conversion(plan, prep, quantized, started, save_recipe=save_recipe)
+
+
+# ---- step 2: the converter ------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class PreparedConverter:
+    """A TFLiteConverter set up as edgeq.convert sets it up (shared with `edgeq analyze`)."""
+
+    tf: Any
+    converter: Any
+    representative: Callable | None
+    preprocess: Preprocess | None
+    keras_model: Any
+    saved_dir: str
+    warnings: tuple[str, ...] = ()
+
+
+@contextlib.contextmanager
+def prepared_converter(model: Any, dataset: CalibrationDataset | None, rec: Recipe,
+                       preprocess: Preprocess | None, preprocess_options: dict[str, Any] | None, *,
+                       quiet: bool = True, progress: Callable[[int, int], None] | None = None,
+                       target: str | None = None) -> Iterator[PreparedConverter]:
+    """Load the model, export a SavedModel (temporary), settle the preprocessing contract and
+    configure a TFLiteConverter for the recipe. The export lives until the context exits."""
+    kind, desc = describe_source_model(model)
+    tf = import_tensorflow()
+    opts = dict(preprocess_options or {})
+    keras_model = load_keras(desc) if kind == "keras_file" else (model if kind == "keras_model" else None)
+    with tempfile.TemporaryDirectory(prefix="edgeq-export-") as tmp:
+        export_warnings: tuple[str, ...] = ()
+        if kind == "saved_model":
+            saved_dir = desc
+            opts["_saved_model_shape"] = saved_model_input_shape(tf, desc)
+        else:
+            saved_dir = os.path.join(tmp, "saved_model")
+            export_warnings = _export_keras(tf, keras_model, saved_dir, target, quiet)
+        pre, pre_warnings = infer_preprocess(keras_model, kind, preprocess, opts)
+        if dataset is not None:
+            if dataset.preprocess is None:
+                dataset.preprocess = pre
+            elif preprocess is None:
+                pre = dataset.preprocess
+        rep = _with_progress(dataset, progress) if dataset is not None else None
+        converter = tf.lite.TFLiteConverter.from_saved_model(saved_dir)
+        configure_converter(tf, converter, rec, rep)
+        yield PreparedConverter(tf, converter, rep, pre, keras_model, saved_dir, export_warnings + pre_warnings)
+
+
+def _export_keras(tf: Any, keras_model: Any, saved_dir: str, target: str | None, quiet: bool) -> tuple[str, ...]:
+    """Export the Keras model as the converter's SavedModel; a target may fix the signature (batch 1)."""
+    export_options: dict[str, Any] = {}
+    warnings: tuple[str, ...] = ()
+    if target is not None:  # batch 1 in the signature: no run-time shape ops (Flatten's SHAPE/PACK)
+        from .targets import export_options_for_target
+
+        export_options, warnings = export_options_for_target(tf, keras_model, target)
+    with quiet_native_stderr(quiet):
+        keras_model.export(saved_dir, verbose=False, **export_options)
+    return warnings
+
+
+def configure_converter(tf: Any, converter: Any, recipe: Recipe, rep: Callable | None) -> None:
+    """Set the TFLiteConverter's optimizations, op sets and I/O types for the recipe."""
+    dtypes = {"int8": tf.int8, "uint8": tf.uint8, "int16": tf.int16, "float32": tf.float32}
+    if recipe.name == "float16" or recipe.weights == "float16":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_types = [tf.float16]
+        return
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if not recipe.needs_calibration:
+        return  # dynamic range
+    converter.representative_dataset = rep
+    if recipe.activations == "int16":
+        ops = [tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
+    else:
+        ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    if recipe.allow_float_fallback or recipe.float_nodes or recipe.float_ops:
+        ops = ops + [tf.lite.OpsSet.TFLITE_BUILTINS]
+    converter.target_spec.supported_ops = ops
+    if not recipe.float_io:
+        converter.inference_input_type = dtypes[recipe.io_dtype]
+        converter.inference_output_type = dtypes[recipe.io_dtype]
+    if not recipe.per_channel:
+        converter._experimental_disable_per_channel = True
+
+
+def _with_progress(dataset: CalibrationDataset, progress: Callable[[int, int], None] | None) -> Callable:
+    gen = dataset.batches()
+    if progress is None:
+        return gen
+
+    def wrapped() -> Iterator[list[Any]]:
+        total = len(dataset)
+        for i, batch in enumerate(gen(), 1):
+            progress(i, total)
+            yield batch
+    return wrapped
+
+
+# ---- step 3: quantize -------------------------------------------------------------------------
+def quantize(prep: PreparedConverter, rec: Recipe) -> Quantized:
+    """TFLite's converter, or calibrate-once selective quantization for float layers and range methods."""
+    if rec.float_nodes or rec.float_ops or rec.range_method != "minmax":
+        cal = calibrate(prep.tf, prep.converter, rec, prep.representative)
+        return Quantized(cal.quantize(rec.float_nodes, rec.float_ops), rec)
+    return Quantized(bytes(prep.converter.convert()), rec)
+
+
+def run_quantizer(rec: Recipe, quiet: bool, step: Callable[[NativeLog], T]) -> T:
+    """Run a quantize step with the native logs silenced (the step gets them, e.g. to let progress
+    through); a converter failure becomes a ConversionError that says what to do."""
+    with quiet_native_stderr(quiet) as native_log:
+        try:
+            result = step(native_log)
+        except Exception as exc:  # noqa: BLE001 - converter errors are many types
+            err = exc
+        else:
+            err = None
+    if isinstance(err, EdgeqError):  # already explained (bad eval data, recipe for another model, ...)
+        raise err
+    if err is not None:
+        raise _explain_failure(err, native_log, rec) from err
+    return result
+
+
+def _explain_failure(exc: Exception, log_lines: list[str], recipe: Recipe) -> ConversionError:
+    text = str(exc)
+    tail = "\n".join(line for line in log_lines[-15:] if line.strip())
+    select = [line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("TF Select ops:")]
+    if select:
+        return ConversionError(f"the model uses TensorFlow ops that have no TFLite builtin kernel: {select[0]}. "
+                               "edgeq does not enable TF Select (flex) ops, which need the full TensorFlow "
+                               "runtime on the device; replace those layers with TFLite-supported ones")
+    unsupported = sorted({w.strip("'\"`,.:") for line in (text.splitlines() + log_lines)
+                          for w in line.split() if w.startswith(("'tf.", "'tfl.", "tf.", "tfl."))})
+    if recipe.full_integer and not recipe.allow_float_fallback and unsupported:
+        return ConversionError(f"full-integer conversion failed: these ops cannot be quantized to "
+                               f"{recipe.activations}: {', '.join(unsupported[:10])}. Pass --allow-float-fallback to "
+                               "keep them in float (the model will not be full integer), or replace them.")
+    first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+    return ConversionError(f"TensorFlow Lite conversion failed: {first}" + (f"\n{tail}" if tail else ""))
+
+
+# ---- steps 4-6: check, metadata, write ----------------------------------------------------------
+def finish_conversion(plan: ConversionPlan, prep: PreparedConverter, quantized: Quantized, started: float, *,
+                      save_recipe: bool = True) -> ConversionResult:
+    """Check full integer, embed the metadata, (freeze shapes for the target,) write atomically, save the
+    recipe beside the model, (check for the target,) and collect every step's warnings."""
+    rec, dataset = quantized.recipe, plan.dataset
+    warnings = [*plan.warnings, *prep.warnings, *quantized.warnings]
+    if dataset is not None and dataset.skipped:
+        warnings.append(f"calibration: skipped {len(dataset.skipped)} unreadable sample(s), e.g. "
+                        f"{next(iter(dataset.skipped))}")
+    report = inspect_model(quantized.model)
+    warnings += check_full_integer(report, rec, searched=quantized.accuracy is not None)
+    calib = dataset.summary().to_dict() if dataset is not None else {}
+    meta = build_metadata(plan, prep, rec, calib, report)
+    tflite = quantized.model
+    if plan.target is not None:  # batch 1 and static shapes, verified on a calibration sample
+        from .targets import prepare_for_target
+
+        tflite = prepare_for_target(tflite, plan.target, dataset, prep.preprocess)
+    out = write_model(plan.output, with_edgeq_metadata(tflite, meta), rec if save_recipe else None)
+    edgetpu = None
+    if plan.target is not None:
+        from .targets import check_for_target
+
+        edgetpu, target_warnings = check_for_target(out, plan.target)
+        warnings += target_warnings
+    for w in warnings:
+        log.warning("%s", w)
+    return ConversionResult(output=str(out), recipe=rec, report=inspect_model(out),
+                            float_weights_bytes=float_weights_bytes(prep.keras_model, plan.kind, prep.saved_dir),
+                            calibration=calib, preprocess=prep.preprocess, seconds=time.perf_counter() - started,
+                            warnings=tuple(warnings), accuracy=quantized.accuracy, edgetpu=edgetpu)
+
+
+def check_full_integer(report: ModelReport, rec: Recipe, *, searched: bool = False) -> tuple[str, ...]:
+    """Refuse float ops the recipe did not ask for; warn about those it did (unless a search chose them)."""
+    if not rec.full_integer or report.full_integer:
+        return ()
+    if not rec.allow_float_fallback and not (rec.float_nodes or rec.float_ops):
+        raise ConversionError(f"the converted model is not full integer: {len(report.float_ops)} op(s) stayed "
+                              f"float ({', '.join(report.float_ops[:10])}); pass --allow-float-fallback to accept "
+                              "that, or change those layers")
+    if searched:  # the accuracy search has already said so, with the layers it chose
+        return ()
+    why = "mixed-precision recipe" if rec.float_nodes or rec.float_ops else "--allow-float-fallback"
+    return (f"{len(report.float_ops)} op(s) left in float ({why}): "
+            f"{', '.join(report.float_ops[:10])}; such a model will not map fully onto the Edge TPU",)
+
+
+def build_metadata(plan: ConversionPlan, prep: PreparedConverter, rec: Recipe, calib: dict[str, Any],
+                   report: ModelReport) -> EdgeqMetadata:
+    """The metadata embedded in the model; labels must match a classifier's output width."""
+    meta = EdgeqMetadata(preprocess=prep.preprocess, labels=plan.labels, task=plan.task, recipe=rec.to_dict(),
+                         calibration=calib, source=os.path.basename(plan.source),
+                         source_sha256=source_sha256(prep.keras_model, plan.kind, plan.source),
+                         edgeq_version=__version__)
+    if plan.labels and report.outputs and plan.task == "classify":
+        n_out = report.outputs[0].shape[-1] if report.outputs[0].shape else 0
+        if n_out and n_out != len(plan.labels):
+            raise UsageError(f"--labels gives {len(plan.labels)} labels but the model's output "
+                             f"{report.outputs[0].name!r} has {n_out} classes")
+    return meta
+
+
+def write_model(out: pathlib.Path, data: bytes, recipe: Recipe | None) -> pathlib.Path:
+    """Write the model atomically, and the recipe beside it when given."""
+    write_bytes_atomic(out, data)
+    if recipe is not None:
+        recipe.save(recipe_path_for(out))
+    return out
+
+
+def recipe_path_for(model_path: str | os.PathLike) -> pathlib.Path:
+    p = pathlib.Path(model_path)
+    return p.with_name(p.stem + ".recipe.json")

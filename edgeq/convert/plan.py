@@ -1,0 +1,114 @@
+"""Step 1 of a conversion, before TensorFlow loads: the recipe, the output path, labels, calibration.
+
+Everything a user can get wrong is checked here, in milliseconds, so a bad option never costs a
+TensorFlow import or a model load.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import pathlib
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from ..errors import UsageError
+from ..fileio import check_output
+from ..metadata import TASKS
+from .calibration import CalibrationDataset
+from .ranges import check_range_method
+from .recipes import Recipe, get_recipe
+from .source import describe_source_model
+
+
+def make_recipe(base: str | Recipe | None = None, *, per_tensor: bool = False, float_io: bool = False,
+                allow_float_fallback: bool = False, range_method: str | None = None,
+                target: str | None = None) -> Recipe:
+    """A named (or given) recipe adjusted by the convert flags, e.g. ``make_recipe("int8", per_tensor=True)``.
+
+    base: a recipe name or Recipe; None means int8, or uint8 (Coral's uint8 model I/O) with
+    target="edgetpu". target checks that the recipe suits the accelerator (8-bit full integer).
+    """
+    rec = base if isinstance(base, Recipe) else get_recipe(base or ("uint8" if target == "edgetpu" else "int8"))
+    if target is not None:  # "edgetpu": 8-bit full integer, then shapes frozen and the result checked
+        from .targets import recipe_for_target
+
+        rec = recipe_for_target(rec, target)
+    changes: dict[str, Any] = {}
+    if per_tensor:
+        changes["per_channel"] = False
+    if float_io:
+        changes["float_io"] = True
+    if allow_float_fallback:
+        changes["allow_float_fallback"] = True
+    if range_method is not None:
+        changes["range_method"] = check_range_method(range_method)
+    return rec.replace(**changes) if changes else rec
+
+
+@dataclasses.dataclass(frozen=True)
+class ConversionPlan:
+    """What a conversion will do, validated: the input of every later step."""
+
+    recipe: Recipe
+    kind: str                        # keras_file | keras_model | saved_model
+    source: str                      # the model path, or a description of an in-memory model
+    output: pathlib.Path
+    task: str
+    labels: tuple[str, ...]
+    dataset: CalibrationDataset | None
+    target: str | None
+    warnings: tuple[str, ...]
+
+
+def plan_conversion(model: Any, calibration: Any, output: str | os.PathLike | None, *,
+                    recipe: str | Recipe | None = None, target: str | None = None, task: str = "classify",
+                    labels: Sequence[str] | str | os.PathLike | None = None, force: bool = False,
+                    num_samples: int = 200, seed: int = 0,
+                    transform: Callable[[Any], Any] | None = None) -> ConversionPlan:
+    """Validate every option and read the calibration source once (no TensorFlow yet)."""
+    rec = make_recipe(recipe, target=target)
+    if task not in TASKS:
+        raise UsageError(f"unknown task {task!r}; expected one of {', '.join(TASKS)}")
+    kind, desc = describe_source_model(model)
+    if output is None:
+        raise UsageError("an output path is required (-o OUT.tflite)")
+    out = check_output(output, force, inputs=(model if kind != "keras_model" else None,))
+    label_list = read_labels(labels)
+    dataset: CalibrationDataset | None = None
+    warnings: tuple[str, ...] = ()
+    if rec.needs_calibration:
+        if calibration is None:
+            raise UsageError(f"recipe {rec.name!r} needs calibration data (-c/--calibration: an image folder, "
+                             "glob, video or .npy/.npz)")
+        dataset = calibration_dataset(calibration, num_samples=num_samples, seed=seed, transform=transform)
+    elif calibration is not None:
+        warnings = (f"recipe {rec.name!r} does not use calibration data; ignoring it",)
+    return ConversionPlan(rec, kind, desc, out, task, tuple(label_list), dataset, target, warnings)
+
+
+def calibration_dataset(calibration: Any, *, num_samples: int = 200, seed: int = 0,
+                        transform: Callable[[Any], Any] | None = None) -> CalibrationDataset:
+    """The calibration source as a CalibrationDataset, read once to fail fast (no TensorFlow yet)."""
+    dataset = calibration if isinstance(calibration, CalibrationDataset) else CalibrationDataset(
+        calibration, None, num_samples=num_samples, seed=seed, transform=transform)
+    dataset.check()
+    return dataset
+
+
+def read_labels(labels: Sequence[str] | str | os.PathLike | None) -> list[str]:
+    """Class names from a file (one per line) or a sequence."""
+    if labels is None:
+        return []
+    if isinstance(labels, (str, os.PathLike)):
+        p = pathlib.Path(labels)
+        try:
+            lines = p.read_text(encoding="utf-8").splitlines()
+        except FileNotFoundError:
+            raise UsageError(f"labels file not found: {p}") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError(f"cannot read labels file {p}: {exc}") from exc
+        out = [line.strip() for line in lines if line.strip()]
+        if not out:
+            raise UsageError(f"labels file {p} is empty; expected one class name per line")
+        return out
+    return [str(x) for x in labels]
