@@ -109,3 +109,60 @@ def test_arrays_and_iterables_with_transform(tmp_path):
     np.save(tmp_path / "flat.npy", np.zeros(10))
     with pytest.raises(CalibrationError, match="expected N images"):
         CalibrationDataset(tmp_path / "flat.npy", GRAY28)
+
+
+# ---- arrays are checked at the boundary, before TensorFlow (issue: hardening, cases 2 and 9) ------
+@pytest.mark.parametrize("array, words", [
+    (np.full((4, 28, 28, 1), np.inf, np.float32), "non-finite"),
+    (np.full((4, 28, 28, 1), np.nan, np.float32), "non-finite"),
+    (np.zeros((4, 28, 28), np.int64), "dtype int64"),
+    (np.zeros((4, 28, 28), np.complex64), "dtype complex64"),
+    (np.zeros((28, 28), np.uint8), "shape [28, 28]"),
+    (np.zeros((4, 28, 28, 7), np.uint8), "C = 1, 3 or 4"),
+    (np.zeros((0, 28, 28), np.uint8), "shape [0, 28, 28]"),
+])
+def test_bad_calibration_arrays_are_refused_with_the_reason(tmp_path, array, words):
+    import re
+
+    with pytest.raises(CalibrationError, match=re.escape(words)):
+        CalibrationDataset(array)
+    np.save(tmp_path / "a.npy", array)
+    with pytest.raises(CalibrationError, match=f"a.npy.*{re.escape(words)}"):
+        CalibrationDataset(str(tmp_path / "a.npy"))
+
+
+def test_object_arrays_in_npz_are_an_error_not_a_traceback(tmp_path):
+    np.savez(tmp_path / "o.npz", images=np.array([np.zeros((2, 2)), "x"], dtype=object))
+    with pytest.raises(CalibrationError, match="o.npz"):
+        CalibrationDataset(str(tmp_path / "o.npz"))
+
+
+@pytest.mark.convert
+def test_an_all_inf_array_fails_cleanly_and_leaves_no_export_folder(tmp_path):
+    """Before: SIGSEGV every time, and an edgeq-export-* folder left in the temp dir."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import BUNDLED_KERAS, ROOT
+
+    np.save(tmp_path / "inf.npy", np.full((8, 28, 28, 1), np.inf, np.float32))
+    (tmp_path / "tmp").mkdir()
+    out = subprocess.run([sys.executable, "-m", "edgeq.cli", "convert", str(BUNDLED_KERAS), "-c",
+                          str(tmp_path / "inf.npy"), "-o", str(tmp_path / "o.tflite")], capture_output=True,
+                         text=True, timeout=300, env=dict(os.environ, TMPDIR=str(tmp_path / "tmp"),
+                                                          PYTHONPATH=str(ROOT)))
+    assert out.returncode == 1 and "non-finite" in out.stderr and "Traceback" not in out.stderr
+    assert list((tmp_path / "tmp").iterdir()) == []
+
+
+@pytest.mark.convert
+def test_samples_the_model_cannot_take_blame_the_data_not_the_model(tmp_path):
+    """Ready float tensors of the wrong size: every one is skipped once the model is known."""
+    from conftest import BUNDLED_KERAS
+
+    import edgeq
+
+    with pytest.raises(CalibrationError, match=r"no usable sample.*must be \(28, 28, 1\)"):
+        edgeq.convert(str(BUNDLED_KERAS), np.zeros((8, 32, 32, 1), np.float32), str(tmp_path / "o.tflite"),
+                      recipe=edgeq.make_recipe("int8", allow_float_fallback=True))

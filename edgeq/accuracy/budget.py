@@ -50,13 +50,14 @@ def convert_to_budget(model: Any, calibration: Any = None, output: str | os.Path
     """
     started = time.perf_counter()
     plan = plan_conversion(model, calibration, output, recipe=recipe, target=target, task=task, labels=labels,
-                           force=force, num_samples=num_samples, seed=seed, transform=transform)
+                           force=force, num_samples=num_samples, seed=seed, save_recipe=save_recipe,
+                           transform=transform)
     data = budget_data(plan.recipe, max_accuracy_drop, eval_data)  # validated before TensorFlow loads
     with prepared_converter(model, plan.dataset, plan.recipe, preprocess, preprocess_options, quiet=quiet,
                             progress=progress, target=target) as prep:
         quantized = run_quantizer(plan.recipe, quiet, lambda native_log: search_step(
-            prep, plan.recipe, data, max_accuracy_drop, plan.labels, _relay(info, native_log)))
-    return finish_conversion(plan, prep, quantized, started, save_recipe=save_recipe)
+            prep, plan.recipe, data, max_accuracy_drop, plan.labels, _relay(info, native_log)), plan.dataset)
+    return finish_conversion(plan, prep, quantized, started)
 
 
 def budget_data(rec: Recipe, max_drop: float | None, eval_data: Any) -> EvalData:

@@ -19,9 +19,10 @@ from typing import Any
 
 import numpy as np
 
-from ..convert.calibration import IMAGE_SUFFIXES, CalibrationDataset, read_image
+from ..convert.calibration import CalibrationDataset, read_image
 from ..datasets import read_idx
 from ..errors import DataError
+from ..images import IMAGE_SUFFIXES
 
 
 @dataclasses.dataclass(frozen=True)

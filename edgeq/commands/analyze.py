@@ -27,6 +27,9 @@ def command(ctx, model, calib, recipe, num_samples, seed, top, plot_path, input_
     output SQNR / top-1 agreement when that tensor alone is kept float.
     """
     from ..accuracy.sensitivity import analyze, format_analysis, plot_analysis
+    from ..fileio import check_outputs
+
+    check_outputs([model, calib], reports={"--json": json_path, "--plot": plot_path})
 
     opts = preprocess_kwargs(input_size, color, value_range, mean, std, resize)
     report = analyze(model, calib, recipe=recipe, preprocess_options=opts, num_samples=num_samples, seed=seed,

@@ -44,6 +44,9 @@ def command(ctx, models, delegates, threads, runs, warmup, delegate_options, csv
     peak RSS and delegated/total nodes, and warns about suspicious results.
     """
     from ..bench import format_table, plot, run_benchmark, write_csv
+    from ..fileio import check_outputs
+
+    check_outputs(models, reports={"--json": json_path, "--csv": csv_path, "--plot": plot_path})
 
     delegate_list = [d.strip() for d in delegates.split(",") if d.strip()]
     if not delegate_list:

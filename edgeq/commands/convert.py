@@ -80,9 +80,12 @@ def command(ctx, model, calib, output, recipe, recipe_file, num_samples, seed, l
     """
     from ..convert.converter import convert
     from ..convert.plan import make_recipe
+    from ..fileio import check_outputs
 
     if recipe and recipe_file:
         raise click.UsageError("give --recipe or --recipe-file, not both")
+    check_outputs([model, calib, labels, recipe_file, eval_data], force=force, created={"-o/--output": output},
+                  reports={"--json": json_path})
     base = Recipe.load(recipe_file) if recipe_file else (recipe or ("uint8" if target == "edgetpu" else "int8"))
     rec = make_recipe(base, per_tensor=per_tensor, float_io=float_io, allow_float_fallback=allow_float_fallback,
                       range_method=range_method)  # the target's own check runs in convert

@@ -31,6 +31,9 @@ def check_cmd(ctx, model, runtime_version, brief, json_path):
     would not map fully (the first unmapped op and its reason are printed), 1/2 on errors.
     """
     from ..edgetpu import DEFAULT_RUNTIME_VERSION, NotMappedError, check_model, format_report
+    from ..fileio import check_outputs
+
+    check_outputs([model], reports={"--json": json_path})
 
     report = check_model(model, runtime_version or DEFAULT_RUNTIME_VERSION)
     click.echo(format_report(report, show_ops=not brief), err=json_path == "-")
@@ -63,8 +66,10 @@ def fix_shapes_cmd(ctx, model, output, input_size, sample, force, json_path):
     from ..edgetpu import check_model, format_report
     from ..edgetpu.shapes import freeze_shapes
     from ..errors import DataError
+    from ..fileio import check_outputs
     from ..preprocess import parse_size
 
+    check_outputs([model, sample], force=force, created={"-o/--output": output}, reports={"--json": json_path})
     image = None
     if sample:
         image = read_image(sample)
@@ -103,6 +108,9 @@ def compile_cmd(ctx, model, output_dir, segments, min_runtime, timeout_s, force,
     Needs Coral's edgetpu_compiler on PATH (x86-64 Debian/Ubuntu only); edgeq never installs it.
     """
     from ..edgetpu.compiler import compile_model, format_compile
+    from ..fileio import check_outputs
+
+    check_outputs([model], reports={"--json": json_path})
 
     result = compile_model(model, output_dir, segments=segments, min_runtime_version=min_runtime,
                            timeout_s=timeout_s, force=force)

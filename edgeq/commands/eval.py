@@ -29,6 +29,9 @@ def command(ctx, reference, candidates, data, limit, seed, batch, num_threads, i
     of each output, max abs error, size and the accuracy drop in points.
     """
     from ..accuracy import evaluate, format_report
+    from ..fileio import check_outputs
+
+    check_outputs([reference, *candidates, data], reports={"--json": json_path})
 
     if batch <= 0:
         raise click.BadParameter("must be positive", param_hint="--batch")

@@ -18,11 +18,12 @@ from typing import Any
 import numpy as np
 
 from ..errors import CalibrationError
+from ..images import IMAGE_SUFFIXES
 from ..preprocess import Preprocess
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm")
+
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".m4v", ".webm", ".mpg", ".mpeg")
 ARRAY_SUFFIXES = (".npy", ".npz")
 
@@ -75,6 +76,7 @@ class CalibrationDataset:
     def _discover(self) -> tuple[str, list[Any]]:
         src = self.source
         if isinstance(src, np.ndarray):
+            check_image_array(src, "calibration array")
             return "array", self._sample(list(range(len(src))))
         if isinstance(src, (str, os.PathLike)):
             text = str(src)
@@ -304,8 +306,32 @@ def _load_array(path: pathlib.Path) -> np.ndarray:
         if not keys:
             raise CalibrationError(f"calibration archive {path} is empty")
         key = "images" if "images" in keys else ("x" if "x" in keys else keys[0])
-        data = data[key]
-    if data.ndim not in (3, 4) or len(data) == 0:
-        raise CalibrationError(f"calibration array {path} has shape {data.shape}; expected N images "
-                               "(NxHxW or NxHxWxC)")
+        try:
+            data = data[key]
+        except (OSError, ValueError) as exc:  # object arrays need pickle, which edgeq never enables
+            raise CalibrationError(f"cannot read array {key!r} of calibration archive {path}: {exc}") from exc
+    return check_image_array(data, f"calibration array {path}")
+
+
+PIXEL_DTYPES = ("uint8", "uint16", "bool")
+
+
+def check_image_array(data: np.ndarray, what: str) -> np.ndarray:
+    """N images: uint8/uint16/bool pixels (preprocessed here) or finite float ready tensors, N x H x W [x C].
+
+    Checked before TensorFlow loads, so a wrong array fails in milliseconds with the reason, not
+    after a minute with every sample skipped (or, for non-finite values, a crash in the converter).
+    """
+    kind = data.dtype.kind
+    if data.dtype.name not in PIXEL_DTYPES and kind != "f":
+        raise CalibrationError(f"{what} has dtype {data.dtype}; expected uint8 (or uint16/bool) pixels, or float "
+                               "tensors already preprocessed for the model")
+    if data.ndim not in (3, 4) or len(data) == 0 or (data.ndim == 4 and data.shape[-1] not in (1, 3, 4)):
+        raise CalibrationError(f"{what} has shape {list(data.shape)}; expected N images (N x H x W, or "
+                               "N x H x W x C with C = 1, 3 or 4)")
+    if kind == "f":
+        bad = int(np.size(data) - np.count_nonzero(np.isfinite(data)))
+        if bad:
+            raise CalibrationError(f"{what} holds {bad} non-finite value(s) (NaN or infinity); calibration needs "
+                                   "real sample values")
     return data

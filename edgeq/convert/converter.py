@@ -13,20 +13,19 @@ import dataclasses
 import logging
 import os
 import pathlib
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
 from .._native import NativeLog, quiet_native_stderr
 from .._version import __version__
-from ..errors import ConversionError, EdgeqError, UsageError
-from ..fileio import write_bytes_atomic
+from ..errors import CalibrationError, ConversionError, EdgeqError, UsageError
+from ..fileio import private_tempdir, write_bytes_atomic
 from ..metadata import EdgeqMetadata, with_edgeq_metadata
 from ..modelinfo import ModelReport, inspect_model
 from ..preprocess import Preprocess
 from .calibration import CalibrationDataset
-from .plan import ConversionPlan, plan_conversion
+from .plan import ConversionPlan, plan_conversion, recipe_path_for
 from .ranges import calibrate
 from .recipes import Recipe
 from .source import (
@@ -106,11 +105,12 @@ def convert(model: Any, calibration: Any = None, output: str | os.PathLike | Non
     """
     started = time.perf_counter()
     plan = plan_conversion(model, calibration, output, recipe=recipe, target=target, task=task, labels=labels,
-                           force=force, num_samples=num_samples, seed=seed, transform=transform)
+                           force=force, num_samples=num_samples, seed=seed, save_recipe=save_recipe,
+                           transform=transform)
     with prepared_converter(model, plan.dataset, plan.recipe, preprocess, preprocess_options, quiet=quiet,
                             progress=progress, target=target) as prep:
-        quantized = run_quantizer(plan.recipe, quiet, lambda _native_log: quantize(prep, plan.recipe))
-    return finish_conversion(plan, prep, quantized, started, save_recipe=save_recipe)
+        quantized = run_quantizer(plan.recipe, quiet, lambda _native_log: quantize(prep, plan.recipe), plan.dataset)
+    return finish_conversion(plan, prep, quantized, started)
 
 
 # ---- step 2: the converter ------------------------------------------------------------------
@@ -138,7 +138,7 @@ def prepared_converter(model: Any, dataset: CalibrationDataset | None, rec: Reci
     tf = import_tensorflow()
     opts = dict(preprocess_options or {})
     keras_model = load_keras(desc) if kind == "keras_file" else (model if kind == "keras_model" else None)
-    with tempfile.TemporaryDirectory(prefix="edgeq-export-") as tmp:
+    with private_tempdir("export") as tmp:
         export_warnings: tuple[str, ...] = ()
         if kind == "saved_model":
             saved_dir = desc
@@ -218,9 +218,11 @@ def quantize(prep: PreparedConverter, rec: Recipe) -> Quantized:
     return Quantized(bytes(prep.converter.convert()), rec)
 
 
-def run_quantizer(rec: Recipe, quiet: bool, step: Callable[[NativeLog], T]) -> T:
+def run_quantizer(rec: Recipe, quiet: bool, step: Callable[[NativeLog], T],
+                  dataset: CalibrationDataset | None = None) -> T:
     """Run a quantize step with the native logs silenced (the step gets them, e.g. to let progress
-    through); a converter failure becomes a ConversionError that says what to do."""
+    through); a converter failure becomes a ConversionError that says what to do — or, when not one
+    calibration sample survived preprocessing, a CalibrationError that blames the data, not the model."""
     with quiet_native_stderr(quiet) as native_log:
         try:
             result = step(native_log)
@@ -230,9 +232,19 @@ def run_quantizer(rec: Recipe, quiet: bool, step: Callable[[NativeLog], T]) -> T
             err = None
     if isinstance(err, EdgeqError):  # already explained (bad eval data, recipe for another model, ...)
         raise err
+    if dataset is not None and rec.needs_calibration:
+        check_samples_used(dataset, cause=err)
     if err is not None:
         raise _explain_failure(err, native_log, rec) from err
     return result
+
+
+def check_samples_used(dataset: CalibrationDataset, cause: BaseException | None = None) -> None:
+    """No usable calibration sample is an error about the data (with the reasons samples were skipped)."""
+    if dataset.summary().used == 0:
+        reasons = "; ".join(f"{k}: {v}" for k, v in list(dataset.skipped.items())[:3]) or "none was read"
+        raise CalibrationError(f"calibration source {dataset.describe()} gave no usable sample for this model "
+                               f"({len(dataset.skipped)} skipped: {reasons})") from cause
 
 
 def _explain_failure(exc: Exception, log_lines: list[str], recipe: Recipe) -> ConversionError:
@@ -254,8 +266,8 @@ def _explain_failure(exc: Exception, log_lines: list[str], recipe: Recipe) -> Co
 
 
 # ---- steps 4-6: check, metadata, write ----------------------------------------------------------
-def finish_conversion(plan: ConversionPlan, prep: PreparedConverter, quantized: Quantized, started: float, *,
-                      save_recipe: bool = True) -> ConversionResult:
+def finish_conversion(plan: ConversionPlan, prep: PreparedConverter, quantized: Quantized,
+                      started: float) -> ConversionResult:
     """Check full integer, embed the metadata, (freeze shapes for the target,) write atomically, save the
     recipe beside the model, (check for the target,) and collect every step's warnings."""
     rec, dataset = quantized.recipe, plan.dataset
@@ -263,6 +275,9 @@ def finish_conversion(plan: ConversionPlan, prep: PreparedConverter, quantized: 
     if dataset is not None and dataset.skipped:
         warnings.append(f"calibration: skipped {len(dataset.skipped)} unreadable sample(s), e.g. "
                         f"{next(iter(dataset.skipped))}")
+    if dataset is not None and 0 < dataset.summary().used < dataset.num_samples:
+        warnings.append(f"calibration used {dataset.summary().used} sample(s), fewer than the {dataset.num_samples} "
+                        f"asked for (--num-samples): {dataset.describe()} has no more usable ones")
     report = inspect_model(quantized.model)
     warnings += check_full_integer(report, rec, searched=quantized.accuracy is not None)
     calib = dataset.summary().to_dict() if dataset is not None else {}
@@ -272,7 +287,8 @@ def finish_conversion(plan: ConversionPlan, prep: PreparedConverter, quantized: 
         from .targets import prepare_for_target
 
         tflite = prepare_for_target(tflite, plan.target, dataset, prep.preprocess)
-    out = write_model(plan.output, with_edgeq_metadata(tflite, meta), rec if save_recipe else None)
+    out = write_model(plan.output, with_edgeq_metadata(tflite, meta), rec if plan.recipe_file else None,
+                      force=plan.force)
     edgetpu = None
     if plan.target is not None:
         from .targets import check_for_target
@@ -317,14 +333,10 @@ def build_metadata(plan: ConversionPlan, prep: PreparedConverter, rec: Recipe, c
     return meta
 
 
-def write_model(out: pathlib.Path, data: bytes, recipe: Recipe | None) -> pathlib.Path:
-    """Write the model atomically, and the recipe beside it when given."""
-    write_bytes_atomic(out, data)
+def write_model(out: pathlib.Path, data: bytes, recipe: Recipe | None, *, force: bool = False) -> pathlib.Path:
+    """Write the model atomically, and the recipe beside it when given; without ``force`` both are
+    created exclusively, so of two runs racing for one output exactly one succeeds."""
+    write_bytes_atomic(out, data, exclusive=not force)
     if recipe is not None:
-        recipe.save(recipe_path_for(out))
+        recipe.save(recipe_path_for(out), exclusive=not force)
     return out
-
-
-def recipe_path_for(model_path: str | os.PathLike) -> pathlib.Path:
-    p = pathlib.Path(model_path)
-    return p.with_name(p.stem + ".recipe.json")

@@ -12,8 +12,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..errors import UsageError
-from ..fileio import check_output
-from ..metadata import TASKS
+from ..fileio import check_outputs
+from ..metadata import known_tasks
 from .calibration import CalibrationDataset
 from .ranges import check_range_method
 from .recipes import Recipe, get_recipe
@@ -58,21 +58,28 @@ class ConversionPlan:
     dataset: CalibrationDataset | None
     target: str | None
     warnings: tuple[str, ...]
+    force: bool = False           # replace existing outputs (else they are created exclusively)
+    recipe_file: pathlib.Path | None = None  # OUT.recipe.json, or None when not saved
 
 
 def plan_conversion(model: Any, calibration: Any, output: str | os.PathLike | None, *,
                     recipe: str | Recipe | None = None, target: str | None = None, task: str = "classify",
                     labels: Sequence[str] | str | os.PathLike | None = None, force: bool = False,
-                    num_samples: int = 200, seed: int = 0,
+                    num_samples: int = 200, seed: int = 0, save_recipe: bool = True,
                     transform: Callable[[Any], Any] | None = None) -> ConversionPlan:
     """Validate every option and read the calibration source once (no TensorFlow yet)."""
     rec = make_recipe(recipe, target=target)
-    if task not in TASKS:
-        raise UsageError(f"unknown task {task!r}; expected one of {', '.join(TASKS)}")
+    tasks = known_tasks()
+    if task not in tasks:
+        raise UsageError(f"unknown task {task!r}; expected one of {', '.join(tasks)}")
     kind, desc = describe_source_model(model)
     if output is None:
         raise UsageError("an output path is required (-o OUT.tflite)")
-    out = check_output(output, force, inputs=(model if kind != "keras_model" else None,))
+    out = pathlib.Path(output)
+    recipe_file = recipe_path_for(out) if save_recipe else None
+    inputs = [model if kind != "keras_model" else None, labels if isinstance(labels, (str, os.PathLike)) else None,
+              calibration if isinstance(calibration, (str, os.PathLike)) else None]
+    check_outputs(inputs, force=force, created={"output": out, "recipe file": recipe_file})
     label_list = read_labels(labels)
     dataset: CalibrationDataset | None = None
     warnings: tuple[str, ...] = ()
@@ -83,7 +90,14 @@ def plan_conversion(model: Any, calibration: Any, output: str | os.PathLike | No
         dataset = calibration_dataset(calibration, num_samples=num_samples, seed=seed, transform=transform)
     elif calibration is not None:
         warnings = (f"recipe {rec.name!r} does not use calibration data; ignoring it",)
-    return ConversionPlan(rec, kind, desc, out, task, tuple(label_list), dataset, target, warnings)
+    return ConversionPlan(rec, kind, desc, out, task, tuple(label_list), dataset, target, warnings, force,
+                          recipe_file)
+
+
+def recipe_path_for(model_path: str | os.PathLike) -> pathlib.Path:
+    """``OUT.recipe.json`` beside ``OUT.tflite``: the recipe that reproduces the model."""
+    p = pathlib.Path(model_path)
+    return p.with_name(p.stem + ".recipe.json")
 
 
 def calibration_dataset(calibration: Any, *, num_samples: int = 200, seed: int = 0,

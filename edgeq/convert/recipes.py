@@ -60,10 +60,11 @@ class Recipe:
         merged["float_ops"] = tuple(merged.get("float_ops") or ())
         return cls(**merged)
 
-    def save(self, path: str | os.PathLike) -> pathlib.Path:
+    def save(self, path: str | os.PathLike, *, exclusive: bool = False) -> pathlib.Path:
+        """Write the recipe as JSON (atomically; ``exclusive``: fail if ``path`` exists)."""
         from ..fileio import write_text_atomic
 
-        return write_text_atomic(path, json.dumps(self.to_dict(), indent=2) + "\n")
+        return write_text_atomic(path, json.dumps(self.to_dict(), indent=2) + "\n", exclusive=exclusive)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Recipe:

@@ -11,8 +11,8 @@ import pathlib
 from typing import Any
 
 from .._native import quiet_native_stderr
-from ..errors import ConversionError, ModelError, UsageError
-from ..preprocess import Preprocess
+from ..errors import ConversionError, ModelError
+from ..preprocess import Preprocess, resolve_preprocess
 
 KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
 NORMALIZING_LAYERS = ("Rescaling", "Normalization")
@@ -104,22 +104,10 @@ def infer_preprocess(model: Any, kind: str, given: Preprocess | None,
     if given is not None:
         pre = given
     else:
-        shape = input_shape(model, kind) if kind != "saved_model" else None
-        if kind == "saved_model" and not options.get("input_size"):
-            shape = options.get("_saved_model_shape")
-        if (shape is None or len(shape) != 4) and not options.get("input_size"):
-            raise UsageError("cannot infer the input size of this model; pass --input-size WIDTHxHEIGHT")
-        h = w = c = None
-        if shape is not None and len(shape) == 4:
-            _, h, w, c = shape
-        if options.get("input_size"):
-            w, h = options["input_size"]
-        if h is None or w is None:
-            raise UsageError("the model's input has dynamic height/width; pass --input-size WIDTHxHEIGHT")
-        default_range = "raw" if normalizes else "0,1"
-        pre = Preprocess.from_options(h, w, c, color=options.get("color"), value_range=options.get("value_range"),
-                                      mean=options.get("mean"), std=options.get("std"),
-                                      resize=options.get("resize"), default_range=default_range)
+        shape = options.get("_saved_model_shape") if kind == "saved_model" else input_shape(model, kind)
+        opts = {k: v for k, v in options.items() if not k.startswith("_")}
+        pre = resolve_preprocess(shape, opts, model="the model", default_range="raw" if normalizes else "0,1",
+                                 foreign=False).preprocess
     if normalizes and pre.range_name != "raw 0..255":
         return pre, (f"likely double normalisation: the model starts with a "
                      f"{'/'.join(n for n in first_layers(model)[:2] if n in NORMALIZING_LAYERS)} layer "
