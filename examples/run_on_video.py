@@ -22,12 +22,16 @@ def main() -> int:
     ap.add_argument("--jsonl", help="per-frame results")
     ap.add_argument("--max-frames", type=int)
     ap.add_argument("--threads", type=int)
+    ap.add_argument("--range", help="value range (0,1 | -1,1 | 0,255) of a foreign model without edgeq metadata")
     args = ap.parse_args()
 
     sinks = [VideoSink(args.output)] if args.output else []
     if args.jsonl:
         sinks.append(JsonLinesSink(args.jsonl))
-    with edgeq.runtime.load(args.model, num_threads=args.threads) as model:
+    # Preprocessing options go through edgeq's one resolver: the model's embedded contract, else one
+    # inferred from its input tensor (with a warning), the options applied on top.
+    options = {"value_range": args.range}
+    with edgeq.runtime.load(args.model, num_threads=args.threads, preprocess=options) as model:
         pipeline = Pipeline(model, open_source(args.source), sinks,
                             RunOptions(mode=args.mode, max_frames=args.max_frames),
                             status=lambda s: print("\r" + s.line(), end="", file=sys.stderr),

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataError, UsageError
-from ..preprocess import Preprocess
+from ..preprocess import Preprocess, resolve_preprocess
 from .data import EvalData, read_eval_data
 from .runners import ModelRunner, open_runner
 
@@ -132,32 +132,21 @@ def sqnr_db(signal_power: float, noise_power: float) -> float:
     return 10.0 * math.log10(signal_power / noise_power)
 
 
-def resolve_preprocess(runners: Sequence[ModelRunner], options: dict[str, Any] | None,
-                       warnings: list[str]) -> Preprocess:
-    """The candidate's embedded contract (first one found), else one built from the convert options."""
-    opts = {k: v for k, v in (options or {}).items() if v is not None}
+def common_preprocess(runners: Sequence[ModelRunner], options: dict[str, Any] | None,
+                      warnings: list[str]) -> Preprocess:
+    """The one contract every model is fed with: a candidate's embedded one (all must agree; options are
+    then ignored, since each model must see what it was calibrated on), else one from the options."""
     embedded = [r for r in list(runners[1:]) + [runners[0]] if r.preprocess is not None]
     for r in embedded[1:]:
         if r.preprocess != embedded[0].preprocess:
             raise UsageError(f"{embedded[0].path} embeds preprocessing {embedded[0].preprocess.describe()} but "
                              f"{r.path} embeds {r.preprocess.describe()}; every model must take the same "
                              "preprocessing: compare models converted with the same options")
-    if embedded:
-        r = embedded[0]
-        if opts:
-            warnings.append(f"{r.path} embeds its preprocessing ({r.preprocess.describe()}); ignoring the "
-                            f"preprocessing options {sorted(opts)}")
-        return r.preprocess
-    shape = runners[0].input_shape
-    if len(shape) != 4:
-        raise UsageError(f"{runners[0].path}: input shape {list(shape)} is not an image (1,H,W,C); cannot evaluate")
-    _, h, w, c = shape
-    if opts.get("input_size"):
-        w, h = opts["input_size"]
-    pre = Preprocess.from_options(h, w, c, color=opts.get("color"), value_range=opts.get("value_range"),
-                                  mean=opts.get("mean"), std=opts.get("std"), resize=opts.get("resize"))
-    warnings.append(f"no model embeds a preprocessing contract; using {pre.describe()} from the options/defaults")
-    return pre
+    source = embedded[0] if embedded else runners[0]
+    resolved = resolve_preprocess(source.input_shape, options, embedded=source.preprocess, model=str(source.path),
+                                  options_override_embedded=False)
+    warnings.extend(resolved.warnings)
+    return resolved.preprocess
 
 
 def _check_shapes(runners: Sequence[ModelRunner], pre: Preprocess) -> None:
@@ -201,7 +190,7 @@ def _as_runner(model: Any, num_threads: int | None, batch: int, i: int) -> Model
 
 def _evaluate(runners: list[ModelRunner], dataset: EvalData, preprocess_options: dict[str, Any] | None,
               batch: int, progress: Callable[[int, int], None] | None, warnings: list[str]) -> EvalReport:
-    pre = resolve_preprocess(runners, preprocess_options, warnings)
+    pre = common_preprocess(runners, preprocess_options, warnings)
     _check_shapes(runners, pre)
     labels_src = next((r.labels for r in runners if r.labels), ())
     ref = runners[0]

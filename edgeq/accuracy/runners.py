@@ -17,7 +17,7 @@ import numpy as np
 
 from ..errors import ModelError
 from ..modelinfo import TensorSpec
-from ..preprocess import Preprocess
+from ..preprocess import Preprocess, quantize_values
 
 log = logging.getLogger(__name__)
 
@@ -79,12 +79,9 @@ class TFLiteRunner:
 
     def _to_input(self, pixels: np.ndarray, pre: Preprocess) -> np.ndarray:
         spec = self.inputs[0]
-        if spec.dtype in ("int8", "uint8", "int16"):
-            if spec.scale is None:
-                raise ModelError(f"{self.path}: integer input {spec.name!r} has no per-tensor scale")
-            lut = pre.quantize_lut(spec.scale, spec.zero_point or 0, np.dtype(spec.dtype))
-            return lut[pixels, np.arange(pixels.shape[-1])]
-        return np.stack([pre.normalize(p) for p in pixels]).astype(np.float32)
+        if spec.dtype in ("int8", "uint8", "int16") and spec.scale is None:
+            raise ModelError(f"{self.path}: integer input {spec.name!r} has no per-tensor scale")
+        return pre.encode(pixels, spec.dtype, spec.scale, spec.zero_point or 0)
 
     def predict(self, pixels: np.ndarray, pre: Preprocess) -> list[np.ndarray]:
         return self._feed(self._to_input(pixels, pre))
@@ -93,8 +90,7 @@ class TFLiteRunner:
         """Already-preprocessed float inputs [N,H,W,C] (e.g. calibration samples), quantized here if needed."""
         spec = self.inputs[0]
         if spec.dtype in ("int8", "uint8", "int16"):
-            info = np.iinfo(np.dtype(spec.dtype))
-            x = np.clip(np.round(x / spec.scale) + (spec.zero_point or 0), info.min, info.max).astype(spec.dtype)
+            x = quantize_values(x, spec.scale, spec.zero_point or 0, spec.dtype)
         return self._feed(x.astype(np.float32) if x.dtype.kind == "f" else x)
 
     def _feed(self, x: np.ndarray) -> list[np.ndarray]:

@@ -10,7 +10,7 @@ import click
 
 from ..errors import UsageError
 from ..fileio import dump_json
-from ..preprocess import Preprocess, parse_floats, parse_size
+from ..preprocess import parse_floats, parse_size
 
 
 def preprocess_options(f: Callable) -> Callable:
@@ -41,19 +41,6 @@ def preprocess_kwargs(input_size: str | None, color: str | None, value_range: st
         "std": parse_floats(std, "--std"),
         "resize": resize,
     }
-
-
-def has_preprocess_options(opts: dict[str, Any]) -> bool:
-    return any(v is not None for v in opts.values())
-
-
-def preprocess_for_model(opts: dict[str, Any], input_shape: tuple[int, ...]) -> Preprocess:
-    """A Preprocess for a model input shape (1,H,W,C), overridden by CLI options."""
-    _, h, w, c = (list(input_shape) + [1, 1, 1, 1])[:4] if len(input_shape) == 4 else (1, 0, 0, 0)
-    if opts.get("input_size"):
-        w, h = opts["input_size"]
-    return Preprocess.from_options(h, w, c, color=opts.get("color"), value_range=opts.get("value_range"),
-                                   mean=opts.get("mean"), std=opts.get("std"), resize=opts.get("resize"))
 
 
 json_option = click.option("--json", "json_path", metavar="FILE",

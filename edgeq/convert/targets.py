@@ -19,6 +19,7 @@ import numpy as np
 from ..edgetpu.check import EdgeTpuReport, check_model
 from ..edgetpu.shapes import freeze_shapes_bytes
 from ..errors import UsageError
+from ..preprocess import quantize_values
 from ..tflite_format import load_model_file
 from .recipes import Recipe
 
@@ -69,9 +70,7 @@ def _quantized_sample(data: bytes, sample: np.ndarray) -> np.ndarray:
     t = mf.main.tensors[mf.main.inputs[0]]
     x = np.asarray(sample, dtype=np.float32)[None, ...]
     if t.dtype in ("INT8", "UINT8") and t.scale:
-        info = np.iinfo(t.dtype.lower())
-        zp = t.zero_point[0] if t.zero_point else 0
-        x = np.clip(np.round(x / t.scale[0]) + zp, info.min, info.max)
+        return quantize_values(x, t.scale[0], t.zero_point[0] if t.zero_point else 0, t.dtype.lower())
     return x.astype(t.dtype.lower())
 
 

@@ -122,13 +122,9 @@ def sample_input(mf: ModelFile, image: np.ndarray | None = None, preprocess: Pre
         if pre is None:
             pre = Preprocess.from_options(shape[1], shape[2], shape[3])
         pixels = pre.to_pixels(image, input_color)[0]
-        if pixels.ndim == 2:
-            pixels = pixels[:, :, None]
-        if t.dtype in ("INT8", "UINT8") and t.scale:
-            lut = pre.quantize_lut(t.scale[0], t.zero_point[0] if t.zero_point else 0, np.dtype(t.dtype.lower()))
-            x = lut[pixels, np.arange(pixels.shape[2])]
-        else:
-            x = pre.normalize(pixels)
+        quantized = t.dtype in ("INT8", "UINT8") and t.scale
+        x = pre.encode(pixels, t.dtype.lower() if quantized else np.float32, t.scale[0] if quantized else None,
+                       (t.zero_point[0] if t.zero_point else 0) if quantized else 0)
         return x.reshape(shape).astype(t.dtype.lower()), "a real image (preprocessed as the model expects)"
     rng = np.random.default_rng(0)
     if t.dtype in ("INT8", "UINT8"):

@@ -18,7 +18,7 @@ from ..metadata import EdgeqMetadata, read_metadata
 from ..modelcheck import check_structure
 from ..modelinfo import TensorSpec
 from ..postprocess import top_k as ranked_classes
-from ..preprocess import FrameTransform, Preprocess
+from ..preprocess import FrameTransform, Preprocess, PreprocessOptions, resolve_preprocess
 from ..tflite_format import EDGETPU_CUSTOM_OP, ModelFile, is_edgetpu_compiled, load_model_file
 from .backends import get_backend
 from .delegates import check_options, delegate_spec
@@ -222,7 +222,8 @@ def _is_batch(x: Any, pre: Preprocess) -> bool:
 
 # ---- loading ----------------------------------------------------------------------------------
 def load(model: str | os.PathLike | bytes, delegate: str = "auto", num_threads: int | None = None,
-         preprocess: Preprocess | None = None, *, backend: str | None = None, **delegate_options: Any) -> EdgeModel:
+         preprocess: Preprocess | PreprocessOptions | dict[str, Any] | None = None, *, backend: str | None = None,
+         **delegate_options: Any) -> EdgeModel:
     """Validate a .tflite model and create its interpreter with the requested delegate.
 
     ``delegate``: one of ``DELEGATES`` or a path to an external delegate library; the options
@@ -233,8 +234,9 @@ def load(model: str | os.PathLike | bytes, delegate: str = "auto", num_threads: 
     check_options(delegate, delegate_options)
     if num_threads is not None and (not isinstance(num_threads, int) or num_threads < 1):
         raise UsageError(f"num_threads must be a positive integer, got {num_threads!r}")
-    if preprocess is not None and not isinstance(preprocess, Preprocess):
-        raise UsageError(f"preprocess must be an edgeq.Preprocess, got {type(preprocess).__name__}")
+    if preprocess is not None and not isinstance(preprocess, (Preprocess, PreprocessOptions, dict)):
+        raise UsageError(f"preprocess must be an edgeq.Preprocess or preprocessing options (a dict such as "
+                         f"{{'value_range': '-1,1'}}), got {type(preprocess).__name__}")
     t0 = time.perf_counter()
     data, mf = load_model_file(model)
     source = "<model bytes>" if isinstance(model, (bytes, bytearray, memoryview)) else str(model)
@@ -257,6 +259,13 @@ def load(model: str | os.PathLike | bytes, delegate: str = "auto", num_threads: 
                             attempts=loaded.attempts or (DelegateAttempt(loaded.delegate, True, "requested"),),
                             cpu_delegated_nodes=loaded.cpu_delegated_nodes, details=loaded.details,
                             warnings=loaded.warnings)
+    if isinstance(preprocess, (PreprocessOptions, dict)):  # options: the one resolver decides
+        sg = mf.main
+        resolved = resolve_preprocess(sg.tensors[sg.inputs[0]].shape if sg.inputs else None, preprocess,
+                                      embedded=metadata.preprocess if metadata else None, model=source)
+        for warning in resolved.warnings:
+            log.warning("%s", warning)
+        preprocess = resolved.preprocess
     return EdgeModel(engine=loaded.engine, model_file=mf, source=source, report=report,
                      preprocess=preprocess or (metadata.preprocess if metadata else None), metadata=metadata,
                      init_ms=(time.perf_counter() - t0) * 1000.0)
