@@ -13,6 +13,9 @@ models they need are committed; this script documents and reproduces exactly how
 - fashion_int8.tflite: the bundled Fashion-MNIST CNN converted by edgeq.convert (int8 recipe,
   embedded preprocessing + labels).
 - fashion_float.tflite: the same network as float32 TFLite, with the same edgeq metadata.
+- while_forever.tflite: a [1, 28, 28, 1] image model whose WHILE loop never ends (its condition is
+  always true): inference never returns. For the crash-containment trial run and the pipeline's
+  inference watchdog.
 """
 from __future__ import annotations
 
@@ -42,6 +45,21 @@ def make_add_model(tf) -> bytes:
 
     conv = tf.lite.TFLiteConverter.from_concrete_functions([graph.get_concrete_function()])
     return conv.convert()
+
+
+def make_while_forever(tf) -> bytes:
+    @tf.function(input_signature=[tf.TensorSpec([1, 28, 28, 1], tf.float32, name="image")])
+    def graph(x):
+        def cond(i, x):
+            return tf.reduce_sum(x) > -1e30  # never false for finite inputs
+
+        def body(i, x):
+            return i + 1.0, x + 0.0
+
+        _, x = tf.while_loop(cond, body, [tf.constant(0.0), x])
+        return tf.reshape(tf.reduce_mean(x, axis=[1, 2]), [1, 1]) * tf.ones([1, 10])
+
+    return tf.lite.TFLiteConverter.from_concrete_functions([graph.get_concrete_function()], graph).convert()
 
 
 def make_edgetpu_model(add_model: bytes) -> bytes:
@@ -99,11 +117,12 @@ def main() -> None:
     add = make_add_model(tf)
     (HERE / "add_float.tflite").write_bytes(add)
     (HERE / "edgetpu_add.tflite").write_bytes(make_edgetpu_model(add))
+    (HERE / "while_forever.tflite").write_bytes(make_while_forever(tf))
     with tempfile.TemporaryDirectory() as tmp:
         int8, flt = make_fashion(pathlib.Path(tmp))
     (HERE / "fashion_int8.tflite").write_bytes(int8)
     (HERE / "fashion_float.tflite").write_bytes(flt)
-    for name in ("add_float", "edgetpu_add", "fashion_int8", "fashion_float"):
+    for name in ("add_float", "edgetpu_add", "fashion_int8", "fashion_float", "while_forever"):
         p = HERE / f"{name}.tflite"
         print(f"{p.relative_to(ROOT)}: {p.stat().st_size / 1024:.1f} KiB")
 
