@@ -34,8 +34,12 @@ class ConversionError(EdgeqError):
     """TensorFlow Lite conversion failed or produced a model that breaks the recipe."""
 
 
-class OutputExistsError(EdgeqError):
-    """Refusing to overwrite an existing file without --force."""
+class OutputError(EdgeqError):
+    """An output cannot be written (read-only location, disk full, no permission)."""
+
+
+class OutputExistsError(OutputError):
+    """Refusing to overwrite an existing file (without --force), or an input (ever)."""
 
 
 class DelegateUnavailableError(EdgeqError):

@@ -18,7 +18,7 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from .errors import EdgeqError, OutputExistsError
+from .errors import EdgeqError, OutputError, OutputExistsError
 
 _TEMP_MARK = "edgeq-"
 
@@ -31,9 +31,7 @@ def check_output(path: str | os.PathLike, force: bool = False, inputs: Iterable[
         raise OutputExistsError(f"{out} already exists; pass --force (force=True) to overwrite it")
     if out.exists() and out.is_dir():
         raise OutputExistsError(f"{out} is a directory; expected a file path")
-    parent = out.parent if str(out.parent) else pathlib.Path(".")
-    if not parent.exists():
-        parent.mkdir(parents=True, exist_ok=True)
+    temp_beside(out, ".probe").unlink()  # a read-only or missing location fails now, not after the work
     return out
 
 
@@ -132,9 +130,12 @@ def sweep_stale(folder: str | os.PathLike, prefix: str) -> list[pathlib.Path]:
 def temp_beside(path: str | os.PathLike, suffix: str = ".tmp") -> pathlib.Path:
     """A new empty temp file beside ``path`` (stale ones of killed runs for this target are removed)."""
     out = pathlib.Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    sweep_stale(out.parent, f".{out.name}.")
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.{_TEMP_MARK}{os.getpid()}.", suffix=suffix, dir=out.parent)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        sweep_stale(out.parent, f".{out.name}.")
+        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.{_TEMP_MARK}{os.getpid()}.", suffix=suffix, dir=out.parent)
+    except OSError as exc:
+        raise OutputError(f"cannot write {out}: {exc.strerror or exc}; choose a folder you can write to") from exc
     os.close(fd)
     return pathlib.Path(tmp)
 
@@ -168,6 +169,8 @@ def atomic_path(path: str | os.PathLike, suffix: str = "", *, exclusive: bool = 
     try:
         yield tmp_path
         publish(tmp_path, out, exclusive=exclusive)
+    except OSError as exc:  # disk full, read-only file system, permissions
+        raise OutputError(f"cannot write {out}: {exc.strerror or exc}") from exc
     finally:
         if tmp_path.exists():
             tmp_path.unlink()

@@ -1,0 +1,63 @@
+"""CLI cases of the hardening issue that need no model conversion: clear errors, non-zero exits."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+from conftest import BUNDLED_KERAS, CALIBRATION_DIR, ROOT
+
+INT8 = ROOT / "tests" / "data" / "fashion_int8.tflite"
+
+
+def _cli(*args) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "edgeq.cli", *map(str, args)], capture_output=True, text=True,
+                          timeout=300, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+
+
+def test_a_run_that_processes_nothing_exits_non_zero(tmp_path):
+    """Before: exit 0 on a folder of corrupt images."""
+    (tmp_path / "imgs").mkdir()
+    for i in range(3):
+        (tmp_path / "imgs" / f"{i}.png").write_bytes(b"not a png")
+    out = _cli("run", INT8, "-s", tmp_path / "imgs", "--json", tmp_path / "r.json")
+    assert out.returncode == 1 and "no frame was processed" in out.stderr and "Traceback" not in out.stderr
+    assert (tmp_path / "r.json").is_file()  # the report is still written
+
+
+@pytest.mark.parametrize("source, words", [
+    ("synthetic://640x480@30?frames=-5", "frames=-5"),
+    ("synthetic://100000x100000@30", "out of range"),
+    ("synthetic://64x48@0", "out of range"),
+])
+def test_impossible_synthetic_sources_are_usage_errors(source, words):
+    """Before: exit 0 having processed nothing, or a memory traceback."""
+    out = _cli("run", INT8, "-s", source)
+    assert out.returncode == 2 and words in out.stderr and "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize("where", ["/proc/edgeq-out", "/sys/edgeq-out"])
+def test_an_unwritable_output_location_fails_before_the_work(where):
+    """Before: an OSError traceback, after a full conversion."""
+    out = _cli("edgetpu", "fix-shapes", INT8, "-o", f"{where}/m.tflite")
+    assert out.returncode == 1 and "cannot write" in out.stderr and "Traceback" not in out.stderr
+
+
+@pytest.mark.convert
+def test_convert_to_an_unwritable_location_fails_before_tensorflow_loads():
+    out = _cli("convert", BUNDLED_KERAS, "-c", CALIBRATION_DIR, "-o", "/sys/edgeq-out/m.tflite")
+    assert out.returncode == 1 and "cannot write" in out.stderr and "Traceback" not in out.stderr
+
+
+@pytest.mark.convert
+def test_fewer_usable_samples_than_asked_is_a_warning_with_the_numbers(tmp_path):
+    """Before: a truncated video asked for 50 samples gave 15 and said nothing."""
+    import shutil
+
+    (tmp_path / "few").mkdir()
+    for p in sorted(CALIBRATION_DIR.rglob("*.png"))[:6]:
+        shutil.copy(p, tmp_path / "few" / p.name)
+    out = _cli("convert", BUNDLED_KERAS, "-c", tmp_path / "few", "-o", tmp_path / "m.tflite", "--num-samples", "50")
+    assert out.returncode == 0, out.stderr[-500:]
+    assert "calibration used 6 sample(s), fewer than the 50 asked for" in out.stderr
