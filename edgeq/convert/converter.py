@@ -240,9 +240,10 @@ def run_quantizer(rec: Recipe, quiet: bool, step: Callable[[NativeLog], T],
 
 
 def check_samples_used(dataset: CalibrationDataset, cause: BaseException | None = None) -> None:
-    """No usable calibration sample is an error about the data (with the reasons samples were skipped)."""
-    if dataset.summary().used == 0:
-        reasons = "; ".join(f"{k}: {v}" for k, v in list(dataset.skipped.items())[:3]) or "none was read"
+    """Samples were read and none was usable: an error about the data (with the reasons they were skipped).
+    (A converter that fails before reading any sample is not about the data: nothing is said here.)"""
+    if dataset.summary().used == 0 and dataset.skipped:
+        reasons = "; ".join(f"{k}: {v}" for k, v in list(dataset.skipped.items())[:3])
         raise CalibrationError(f"calibration source {dataset.describe()} gave no usable sample for this model "
                                f"({len(dataset.skipped)} skipped: {reasons})") from cause
 
