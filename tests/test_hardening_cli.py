@@ -61,3 +61,18 @@ def test_fewer_usable_samples_than_asked_is_a_warning_with_the_numbers(tmp_path)
     out = _cli("convert", BUNDLED_KERAS, "-c", tmp_path / "few", "-o", tmp_path / "m.tflite", "--num-samples", "50")
     assert out.returncode == 0, out.stderr[-500:]
     assert "calibration used 6 sample(s), fewer than the 50 asked for" in out.stderr
+
+
+def test_a_model_of_an_unsupported_schema_version_is_an_error_everywhere(tmp_path):
+    """Before: `edgetpu fix-shapes` raised `ValueError: Model provided is schema version 0` (a traceback)."""
+    from edgeq.metadata import pack_model, unpack_model
+
+    m = unpack_model(INT8.read_bytes())
+    m.version = 0
+    v0 = tmp_path / "v0.tflite"
+    v0.write_bytes(pack_model(m))
+    for args in (["edgetpu", "fix-shapes", v0, "-o", tmp_path / "fixed.tflite"], ["bench", v0, "--runs", "2"],
+                 ["run", v0, "-s", "synthetic://64x48@30", "--max-frames", "2"]):
+        out = _cli(*args)
+        assert out.returncode == 1 and "schema version 0" in out.stderr and "Traceback" not in out.stderr, \
+            (args, out.stderr[-400:])
