@@ -87,6 +87,7 @@ class BenchResult:
             "runs": self.runs, "warmup": self.warmup, "backend": self.backend, "input_dtype": self.input_dtype,
             "input_shape": list(self.input_shape),
             "skipped": list(self.skipped), "error": self.error, "warnings": list(self.warnings),
+            "samples_ms": list(self.samples_ms),  # the distribution, for plots made later (edgeq report)
         }
 
 
@@ -159,7 +160,6 @@ def _child_main(spec_json: str) -> None:
         res = bench_one(spec["model"], spec["delegate"], spec["threads"], spec["runs"], spec["warmup"],
                         spec["options"])
         out = res.to_dict()
-        out["samples_ms"] = list(res.samples_ms)
     except EdgeqError as exc:
         out = {"error": f"{type(exc).__name__}: {exc}"}
     sys.stdout.write("\n@@EDGEQ-BENCH@@" + json.dumps(out) + "\n")

@@ -25,6 +25,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("edgeq.commands.eval", "Compare quantized models with the float reference on labelled data."),
     "analyze": ("edgeq.commands.analyze", "Per-layer quantization sensitivity of a model."),
     "edgetpu": ("edgeq.commands.edgetpu", "Edge TPU pre-flight check and compiler integration."),
+    "demo": ("edgeq.commands.demo", "Convert, evaluate, benchmark and run the bundled model; write a report."),
+    "report": ("edgeq.commands.report", "One self-contained HTML page from saved --json results."),
 }
 
 

@@ -16,11 +16,12 @@ from .common import emit_json, json_option, preprocess_kwargs, preprocess_option
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed for --limit.")
 @click.option("--batch", default=256, show_default=True, type=int, help="Batch size where the model allows it.")
 @click.option("--threads", "num_threads", type=int, help="Interpreter threads (default: all cores).")
+@click.option("--plot", "plot_path", metavar="FILE.png", help="Accuracy and agreement bar charts (needs matplotlib).")
 @preprocess_options
 @json_option
 @click.pass_obj
 def command(ctx, reference, candidates, data, limit, seed, batch, num_threads, input_size, color, value_range,
-            mean, std, resize, json_path):
+            mean, std, resize, json_path, plot_path):
     """Compare CANDIDATE .tflite models with the float REFERENCE on labelled data.
 
     REFERENCE: .keras/.h5, SavedModel dir or float .tflite. Every model gets the same
@@ -31,7 +32,7 @@ def command(ctx, reference, candidates, data, limit, seed, batch, num_threads, i
     from ..accuracy import evaluate, format_report
     from ..fileio import check_outputs
 
-    check_outputs([reference, *candidates, data], reports={"--json": json_path})
+    check_outputs([reference, *candidates, data], reports={"--json": json_path, "--plot": plot_path})
 
     if batch <= 0:
         raise click.BadParameter("must be positive", param_hint="--batch")
@@ -43,3 +44,8 @@ def command(ctx, reference, candidates, data, limit, seed, batch, num_threads, i
         ctx.warn(w)
     click.echo(format_report(report), err=json_path == "-")
     emit_json(report.to_dict(), json_path)
+    if plot_path:
+        from ..fileio import to_jsonable
+        from ..report.plots import accuracy_figure, save_png
+
+        save_png(accuracy_figure(to_jsonable(report.to_dict())), plot_path)

@@ -116,12 +116,14 @@ def _status_printer(ctx):
 @click.option("--reconnects", default=5, show_default=True, type=click.IntRange(min=0),
               help="Reconnect attempts when a network stream drops.")
 @click.option("--force", is_flag=True, help="Overwrite existing --output/--jsonl files.")
+@click.option("--plot", "plot_path", metavar="FILE.png",
+              help="FPS over time, per-stage latency, frame age and drops (needs matplotlib).")
 @preprocess_options
 @json_option
 @click.pass_obj
 def command(ctx, model, source, mode, delegate, delegate_option, threads, max_frames, duration, output, jsonl,
             show, postprocess, camera_size, source_fps, reconnects, force, input_size, color, value_range, mean,
-            std, resize, json_path):
+            std, resize, json_path, plot_path):
     """Run MODEL on a video SOURCE and measure real-time FPS, drops and per-stage latency.
 
     Stops at the end of the input, after --max-frames or --duration, or on Ctrl-C; the report
@@ -140,7 +142,7 @@ def command(ctx, model, source, mode, delegate, delegate_option, threads, max_fr
     )
 
     check_outputs([model, source], force=force, created={"--output": output, "--jsonl": jsonl},
-                  reports={"--json": json_path})
+                  reports={"--json": json_path, "--plot": plot_path})
     width, height = _camera_size(camera_size)
     src = open_source(source, SourceOptions(width=width, height=height, fps=source_fps, max_reconnects=reconnects))
     if camera_size and src.kind != "camera":
@@ -168,17 +170,24 @@ def command(ctx, model, source, mode, delegate, delegate_option, threads, max_fr
         finally:
             if tty and not ctx.quiet:
                 click.echo("", err=True)
-    _finish(ctx, report, json_path)
+    _finish(ctx, report, json_path, plot_path)
 
 
-def _finish(ctx, report, json_path: str | None) -> None:
-    """Warnings, the summary table and --json; a run the source or a sink ended is an error."""
+def _finish(ctx, report, json_path: str | None, plot_path: str | None = None) -> None:
+    """Warnings, the summary table, --json and --plot; a run the source or a sink ended is an error."""
     from ..pipeline import StopReason, format_report
 
     for warning in report.warnings:  # library logs are silenced without -v: the report carries them
         ctx.warn(warning)
     click.echo(format_report(report), err=json_path == "-")
     emit_json(report.to_dict(), json_path)
+    if plot_path and report.frames_processed:
+        from ..fileio import to_jsonable
+        from ..report.plots import run_figure, save_png
+
+        save_png(run_figure(to_jsonable(report.to_dict())), plot_path)
+    elif plot_path:
+        ctx.warn(f"--plot {plot_path} not written: no frame was processed")
     partial = f"; partial report written to {json_path}" if json_path and json_path != "-" else ""
     if report.stop_reason is StopReason.SOURCE_FAILED:
         raise SourceError(f"the source failed during the run: {report.failure}{partial}")

@@ -174,6 +174,8 @@ def _export_keras(tf: Any, keras_model: Any, saved_dir: str, target: str | None,
 def configure_converter(tf: Any, converter: Any, recipe: Recipe, rep: Callable | None) -> None:
     """Set the TFLiteConverter's optimizations, op sets and I/O types for the recipe."""
     dtypes = {"int8": tf.int8, "uint8": tf.uint8, "int16": tf.int16, "float32": tf.float32}
+    if recipe.weights == "float32" and recipe.activations == "float32" and not recipe.needs_calibration:
+        return  # the float reference: TFLite's plain conversion, no optimization at all
     if recipe.name == "float16" or recipe.weights == "float16":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.target_spec.supported_types = [tf.float16]

@@ -92,6 +92,8 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in (
            "float32", "float16", "float32", needs_calibration=False, full_integer=False),
     Recipe("dynamic", "int8 weights, float activations quantized on the fly at run time",
            "float32", "int8", "float32", needs_calibration=False, full_integer=False),
+    Recipe("float32", "no quantization: the float reference, with the same embedded contract (for eval/bench)",
+           "float32", "float32", "float32", needs_calibration=False, full_integer=False),
 )}
 
 

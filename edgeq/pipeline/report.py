@@ -134,6 +134,8 @@ class RunReport:
     postprocess: str = ""
     outputs: dict[str, str] = dataclasses.field(default_factory=dict)
     warnings: tuple[str, ...] = ()  # from the source, the pipeline and the sinks, each once
+    # Per-second series (stats.Timeline.to_dict): processed FPS, frame age, inference, drops over time.
+    timeline: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}

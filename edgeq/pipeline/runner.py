@@ -30,7 +30,7 @@ from ..postprocess import FrameContext, choose_decoder, get_decoder
 from .report import FrameResult, LiveStatus, RunReport, StopReason, WarningLog
 from .sinks import Sink
 from .sources import Frame, Source
-from .stats import STAGES, CpuMeter, LatencyRecorder, RateMeter
+from .stats import STAGES, CpuMeter, LatencyRecorder, RateMeter, Timeline
 from .watchdog import InferenceStuck, InferenceWorker
 
 log = logging.getLogger(__name__)
@@ -130,6 +130,7 @@ class Pipeline:
         self._age = LatencyRecorder()
         self._captured = RateMeter()
         self._processed = RateMeter()
+        self._timeline = Timeline(time.monotonic())
         self._duplicates = 0
         self._unusable = 0  # frames the preprocessing could not take (skipped and counted as corrupt)
         self._slot = LatestFrameSlot()
@@ -293,6 +294,7 @@ class Pipeline:
         threads: list[threading.Thread] = []
         cpu = CpuMeter()
         start = time.monotonic()
+        self._timeline.start = start
         try:
             with self.source:
                 for sink in self.sinks:
@@ -363,6 +365,7 @@ class Pipeline:
                         "postprocess": (t2 - t1) * 1e3}
             for name in ("preprocess", "inference", "postprocess"):
                 self._stages[name].add(stage_ms[name])
+            self._timeline.add(result_time, self._age.last, stage_ms["inference"], self._dropped())
             if self.sinks:  # blocking: the sink thread drains until the end marker, even after a failure
                 self._sink_q.put(FrameResult(frame.seq, frame.timestamp, result_time, stage_ms, result,
                                                     frame.image, self._processed.recent_fps))
@@ -395,7 +398,7 @@ class Pipeline:
             reconnects=self.source.reconnects, fps=self._processed.fps, duration_s=duration,
             stages={name: rec.summary() for name, rec in self._stages.items()}, latency_ms=self._age.summary(),
             cpu=cpu, stop_reason=self._stop_reason or StopReason.END_OF_INPUT, failure=self._failure,
-            postprocess=self.postprocess_name,
+            postprocess=self.postprocess_name, timeline=self._timeline.to_dict(),
             outputs={s.name: str(path) for s in self.sinks if (path := getattr(s, "output_path", None)) is not None},
             warnings=self._all_warnings())
 

@@ -41,10 +41,12 @@ class LatencyRecorder:
         self.count = 0
         self.total = 0.0
         self.maximum = 0.0
+        self.last = float("nan")
         self._samples: list[float] = []
         self._rng = random.Random(seed)
 
     def add(self, ms: float) -> None:
+        self.last = ms
         self.count += 1
         self.total += ms
         self.maximum = max(self.maximum, ms)
@@ -122,3 +124,61 @@ class CpuMeter:
 def _cpu_seconds() -> float:
     t = os.times()
     return t.user + t.system
+
+
+class Timeline:
+    """Per-interval counts over a run, for plots of FPS, frame age and drops over time.
+
+    One bin per ``bin_s`` seconds since the start; past ``max_bins`` bins, neighbours are merged and
+    the bin width doubles, so memory stays bounded however long the run is.
+    """
+
+    def __init__(self, start: float, bin_s: float = 0.25, max_bins: int = 480) -> None:
+        self.start = start
+        self.bin_s = bin_s
+        self.max_bins = max_bins
+        self._frames: list[int] = []
+        self._age_sum: list[float] = []
+        self._inference_sum: list[float] = []
+        self._dropped: list[int] = []  # cumulative drops at the bin's last result
+        self._last = start
+
+    def add(self, t: float, age_ms: float, inference_ms: float, dropped: int) -> None:
+        self._last = max(self._last, t)
+        i = max(0, int((t - self.start) / self.bin_s))
+        while i >= self.max_bins:
+            self._halve()
+            i = max(0, int((t - self.start) / self.bin_s))
+        while len(self._frames) <= i:
+            self._frames.append(0)
+            self._age_sum.append(0.0)
+            self._inference_sum.append(0.0)
+            self._dropped.append(self._dropped[-1] if self._dropped else 0)
+        self._frames[i] += 1
+        self._age_sum[i] += age_ms
+        self._inference_sum[i] += inference_ms
+        self._dropped[i] = dropped
+
+    def _halve(self) -> None:
+        def pairs(xs: list) -> list:
+            return [xs[k] + (xs[k + 1] if k + 1 < len(xs) else 0) for k in range(0, len(xs), 2)]
+
+        self._dropped = [self._dropped[min(k + 1, len(self._dropped) - 1)] for k in range(0, len(self._dropped), 2)]
+        self._frames, self._age_sum, self._inference_sum = (pairs(self._frames), pairs(self._age_sum),
+                                                            pairs(self._inference_sum))
+        self.bin_s *= 2
+
+    def to_dict(self) -> dict[str, Any]:
+        """Bin start times (s), processed FPS, mean frame age and inference (ms; None for an empty bin), drops.
+
+        The last bin is usually partial: its FPS is over the time up to the last result in it.
+        """
+        def mean(sums: list[float]) -> list[float | None]:
+            return [round(s / n, 3) if n else None for s, n in zip(sums, self._frames)]
+
+        widths = [self.bin_s] * len(self._frames)
+        if widths:
+            widths[-1] = min(self.bin_s, max(self._last - self.start - (len(widths) - 1) * self.bin_s, 1e-3))
+        return {"bin_s": self.bin_s, "t_s": [round(k * self.bin_s, 3) for k in range(len(self._frames))],
+                "fps": [round(n / w, 3) for n, w in zip(self._frames, widths)], "age_ms": mean(self._age_sum),
+                "inference_ms": mean(self._inference_sum), "dropped": list(self._dropped)}
