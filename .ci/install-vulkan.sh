@@ -8,13 +8,41 @@ set -euo pipefail
 SOURCES=/etc/apt/sources.list.d/debian.sources
 TARGET=/etc/apt/sources.list.d/edgeq-backports.sources
 ICD=/usr/share/vulkan/icd.d/lvp_icd.json
+SUITE=bookworm-backports
+APT_ETC=${APT_ETC:-/etc/apt}  # tests point this at a fake apt configuration
+
+# Is an apt source for suite $1 configured anywhere (one-line .list files or deb822 .sources)?
+suite_configured() {
+  local suite=$1 f
+  for f in "$APT_ETC"/sources.list "$APT_ETC"/sources.list.d/*.list; do
+    [ -f "$f" ] || continue
+    # deb [options] URI SUITE COMPONENTS...   (options may hold spaces inside the brackets)
+    if awk -v s="$suite" '$1 == "deb" { i = 2
+           if ($2 ~ /^\[/) { while (i < NF && $i !~ /\]$/) i++; i++ }
+           if ($(i + 1) == s) found = 1 } END { exit !found }' "$f"; then
+      return 0
+    fi
+  done
+  for f in "$APT_ETC"/sources.list.d/*.sources; do
+    [ -f "$f" ] || continue
+    if grep -Eiq "^Suites:(.*[[:space:]])?$suite([[:space:]]|\$)" "$f"; then return 0; fi
+  done
+  return 1
+}
+
+if [ "${1:-}" = "--check-suite" ]; then  # exit 0 when suite $2 is configured (for the tests)
+  suite_configured "$2"
+  exit
+fi
 
 if [ "$(id -u)" != 0 ]; then
   echo "install-vulkan.sh: must run as root (apt-get install)" >&2
   exit 1
 fi
 
-if [ ! -f "$TARGET" ]; then
+if suite_configured "$SUITE"; then
+  echo "apt: $SUITE is already configured; no source added"
+else
   uri=""
   if [ -f "$SOURCES" ]; then
     # The URIs line of the stanza whose Suites include plain "bookworm".
@@ -40,8 +68,10 @@ SRC
 fi
 
 export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq
-apt-get install -y -qq -t bookworm-backports mesa-vulkan-drivers libvulkan1 >/dev/null
+echo "apt: updating package lists"
+apt-get update
+echo "apt: installing mesa-vulkan-drivers and libvulkan1 from $SUITE"
+apt-get install -y -t "$SUITE" mesa-vulkan-drivers libvulkan1
 
 if [ ! -f "$ICD" ]; then
   echo "install-vulkan.sh: $ICD missing after install" >&2
