@@ -1,12 +1,15 @@
 """Load the converted bundled model, see which delegate ran it, classify one real image.
 
-    .venv/bin/python examples/classify_image.py   (after the README's first set-up command)
+    .venv/bin/python examples/classify_image.py [MODEL.tflite]   (default: the model `edgeq demo` wrote)
 """
+import sys
+
 import cv2
 
 import edgeq
 
-with edgeq.load("build/fashion_mnist_int8.tflite", delegate="auto", num_threads=2) as m:
+model = sys.argv[1] if len(sys.argv) > 1 else "edgeq-demo/fashion_mnist_int8.tflite"
+with edgeq.load(model, delegate="auto", num_threads=2) as m:
     print(m.delegate_report.describe())
     image = cv2.imread("calibration_data/bag/train_06121.png")
     print(m.predict(image, top_k=3))
