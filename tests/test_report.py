@@ -60,13 +60,21 @@ def test_run_report_has_a_per_second_series(results):
 
 def test_timeline_bins_merge_and_stay_bounded():
     tl = Timeline(start=100.0, bin_s=1.0, max_bins=4)
-    for k in range(10):  # one frame per second for 10 s
+    for k in range(11):  # one frame per second for 11 s
         tl.add(100.0 + k + 0.5, age_ms=10.0 + k, inference_ms=1.0, dropped=k)
     d = tl.to_dict()
-    assert d["bin_s"] == 4.0 and len(d["t_s"]) == 3  # 10 s in bins of 4 s
+    assert d["bin_s"] == 4.0 and len(d["t_s"]) == 3  # 11 s in bins of 4 s
     assert d["fps"][:2] == [1.0, 1.0]  # 4 frames per 4 s
-    assert d["age_ms"][0] == pytest.approx(11.5) and d["dropped"] == [3, 7, 9]
-    assert d["fps"][2] == pytest.approx(2 / 1.5, abs=1e-3)  # the partial last bin: 2 frames up to the last result
+    assert d["age_ms"][0] == pytest.approx(11.5) and d["dropped"] == [3, 7, 10]
+    assert d["fps"][2] == pytest.approx(3 / 2.5)  # the partial last bin: 3 frames up to the last result
+
+
+def test_timeline_last_sliver_has_no_rate():
+    tl = Timeline(start=0.0, bin_s=1.0)
+    for t in (0.1, 0.4, 0.7, 1.02):
+        tl.add(t, age_ms=5.0, inference_ms=1.0, dropped=0)
+    d = tl.to_dict()
+    assert d["fps"] == [3.0, None] and d["age_ms"] == [5.0, 5.0]  # one frame 20 ms into a bin: no rate
 
 
 def test_report_page_from_saved_results(results, tmp_path):

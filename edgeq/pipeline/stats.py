@@ -171,14 +171,16 @@ class Timeline:
     def to_dict(self) -> dict[str, Any]:
         """Bin start times (s), processed FPS, mean frame age and inference (ms; None for an empty bin), drops.
 
-        The last bin is usually partial: its FPS is over the time up to the last result in it.
+        The last bin is usually partial: its FPS is over the time up to the last result in it, or None
+        when that is under half a bin (one frame just after a bin edge says nothing about the rate).
         """
         def mean(sums: list[float]) -> list[float | None]:
             return [round(s / n, 3) if n else None for s, n in zip(sums, self._frames)]
 
-        widths = [self.bin_s] * len(self._frames)
-        if widths:
-            widths[-1] = min(self.bin_s, max(self._last - self.start - (len(widths) - 1) * self.bin_s, 1e-3))
+        fps: list[float | None] = [round(n / self.bin_s, 3) for n in self._frames]
+        if fps:
+            width = self._last - self.start - (len(fps) - 1) * self.bin_s
+            fps[-1] = round(self._frames[-1] / width, 3) if width >= self.bin_s / 2 else None
         return {"bin_s": self.bin_s, "t_s": [round(k * self.bin_s, 3) for k in range(len(self._frames))],
-                "fps": [round(n / w, 3) for n, w in zip(self._frames, widths)], "age_ms": mean(self._age_sum),
+                "fps": fps, "age_ms": mean(self._age_sum),
                 "inference_ms": mean(self._inference_sum), "dropped": list(self._dropped)}

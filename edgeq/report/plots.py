@@ -155,19 +155,30 @@ def run_figure(run: dict[str, Any]) -> Any:
 
 def _fps_axes(ax: Any, run: dict[str, Any]) -> None:
     tl = run.get("timeline") or {}
-    if tl.get("t_s"):
-        ax.step(tl["t_s"], tl["fps"], where="post", color=INT8_COLOR, label="processed FPS (per interval)")
+    pts = [(t, f) for t, f in zip(tl.get("t_s", []), tl.get("fps", [])) if f is not None]
+    if pts:
+        ax.step([p[0] for p in pts], [p[1] for p in pts], where="post", color=INT8_COLOR, marker=".",
+                label=f"processed FPS (per {tl.get('bin_s', 1):g} s)")
     if run.get("fps") is not None:
         ax.axhline(run["fps"], color="black", ls="--", lw=1, label=f"overall {run['fps']:.1f} FPS")
     if run.get("source_fps_nominal"):
         ax.axhline(run["source_fps_nominal"], color=OTHER_COLOR, ls=":", lw=1,
                    label=f"source declares {run['source_fps_nominal']:.1f}")
-    if not tl.get("t_s"):
+    if not pts:
         ax.text(0.5, 0.5, "no per-second series in this result", ha="center", va="center", transform=ax.transAxes)
     ax.set_xlabel("time since start (s)")
     ax.set_ylabel("frames per second")
     ax.set_title("FPS over time", fontsize=10)
-    ax.legend(fontsize=7, loc="lower right")
+    handles, labels = ax.get_legend_handles_labels()
+    if any(tl.get("dropped") or ()):
+        twin = ax.twinx()
+        twin.step(tl["t_s"], tl["dropped"], where="post", color="#b03030", lw=1)
+        twin.set_ylabel("frames dropped (cumulative)", color="#b03030", fontsize=8)
+        twin.set_ylim(bottom=0)
+        handles += twin.get_lines()
+        labels += ["frames dropped (cumulative)"]
+    ax.legend(handles, labels, fontsize=7, loc="lower right")
+    ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)
 
 
@@ -182,9 +193,10 @@ def _stage_axes(ax: Any, run: dict[str, Any]) -> None:
     ax.set_yticklabels(names, fontsize=8)
     ax.invert_yaxis()
     ax.set_xscale("symlog", linthresh=0.1)
+    ax.set_xlim(0, 12 * max([d.get("p99") or 0 for d in dists] + [1.0]))  # room on the right for the legend
     ax.set_xlabel("ms")
     ax.set_title("latency per stage (and capture -> result)", fontsize=10)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="lower right")
     ax.grid(axis="x", alpha=0.3)
 
 
