@@ -14,7 +14,9 @@ from edgeq.accuracy.labels import read_detection_labels
 from edgeq.accuracy.tasks import coco_map, evaluate_task, landmark_error, matched_box_stats, mean_iou
 from edgeq.cli import main
 from edgeq.errors import DataError, UsageError
-from edgeq.postprocess import Detections, Landmarks, SegmentationMask
+from edgeq.postprocess import Detections, FrameContext, Landmarks, SegmentationMask, get_decoder
+from edgeq.preprocess import Preprocess
+from edgeq.runtime import load
 
 pytest.importorskip("pycocotools", reason="detection mAP needs pycocotools (pip install 'edgeq[eval]')")
 FACE_SHORT = MEDIAPIPE / "face_detection" / "face_detection_short_range.tflite"
@@ -50,6 +52,13 @@ def test_matched_box_stats_known_answer():
     s = matched_box_stats(ref, cand)
     assert (s["matched"], s["unmatched_reference"], s["unmatched_candidate"]) == (1, 1, 1)
     assert s["mean_iou"] == pytest.approx(0.6) and s["mean_abs_score_diff"] == pytest.approx(0.2, abs=1e-6)
+    assert "keypoint_nme" not in s
+    kp = np.array([[[10, 10], [20, 20]]], np.float32)
+    ref = [Detections(np.array([[0, 0, 100, 100]], np.float32), np.array([0.9], np.float32), np.zeros(1, np.int64),
+                      ("face",), kp)]
+    cand = [Detections(np.array([[0, 0, 100, 100]], np.float32), np.array([0.9], np.float32), np.zeros(1, np.int64),
+                       ("face",), kp + [[[3, 4], [0, 0]]])]
+    assert matched_box_stats(ref, cand)["keypoint_nme"] == pytest.approx(2.5 / 100)  # (5 + 0) / 2 / sqrt(100 * 100)
 
 
 def test_landmark_error_and_miou_known_answers():
@@ -138,3 +147,38 @@ def test_eval_cli_writes_the_task_json(labelled_faces, tmp_path, capsys):
                  "cpu"]) == 2
     with pytest.raises(UsageError, match="one per model"):
         evaluate_task(FACE_SHORT, [FACE_SHORT], folder, delegates=("cpu", "cpu", "cpu"))
+
+
+def test_segmentation_scored_against_label_masks(tmp_path):
+    data = pytest.importorskip("skimage.data", reason="real photos come from scikit-image")
+    model = MEDIAPIPE / "selfie_segmentation" / "selfie_segmentation.tflite"
+    if not model.is_file():
+        pytest.skip(f"{model} missing")
+    images, masks = tmp_path / "img", tmp_path / "masks"
+    images.mkdir()
+    masks.mkdir()
+    for name in ("astronaut", "chelsea"):
+        cv2.imwrite(str(images / f"{name}.png"), cv2.cvtColor(getattr(data, name)(), cv2.COLOR_RGB2BGR))
+    plain = evaluate_task(model, [model], images, postprocess="segment")
+    assert plain.comparisons[0]["miou"] == 1.0 and not plain.labelled
+    areas = []
+    with load(model, preprocess=Preprocess(256, 256)) as m:  # the reference's own masks, written as labels
+        for name in ("astronaut", "chelsea"):
+            img = cv2.imread(str(images / f"{name}.png"))
+            x, t = m.prepare_with_transform(img)
+            seg = get_decoder("segment").decode(m.dequantize(m.run(x)),
+                                                FrameContext(t, (img.shape[1], img.shape[0]), (256, 256)))
+            cv2.imwrite(str(masks / f"{name}.png"), seg.mask * 255)
+            areas.append(seg.mask.sum())
+    r = evaluate_task(model, [model], images, postprocess="segment", labels=masks)
+    assert r.labelled and r.models[0]["miou"] == 1.0 and r.models[1]["miou"] == 1.0
+    for name in ("astronaut", "chelsea"):  # labels without foreground: the foreground class scores 0
+        cv2.imwrite(str(masks / f"{name}.png"), np.zeros(cv2.imread(str(images / f"{name}.png")).shape[:2], np.uint8))
+    r = evaluate_task(model, [model], images, postprocess="segment", labels=masks)
+    total = sum(cv2.imread(str(images / f"{n}.png")).shape[0] * cv2.imread(str(images / f"{n}.png")).shape[1]
+                for n in ("astronaut", "chelsea"))
+    assert r.models[0]["class_iou"]["1"] == 0.0
+    assert r.models[0]["miou"] == pytest.approx((1 - sum(areas) / total) / 2, abs=1e-3)
+    (masks / "chelsea.png").unlink()
+    with pytest.raises(DataError, match="no readable label mask for image chelsea.png"):
+        evaluate_task(model, [model], images, postprocess="segment", labels=masks)

@@ -1,4 +1,7 @@
-"""Box labels for scoring detectors: a COCO JSON file or a folder of YOLO txt files, matched to images by name.
+"""Labels for scoring detectors and segmenters, matched to images by name.
+
+Boxes: a COCO JSON file or a folder of YOLO txt files. Masks: a folder of ``<image stem>.png`` class-id maps
+(8-bit, the size of the image; for a one-channel foreground model any non-zero pixel is foreground).
 
 COCO: ``images`` (``id``, ``file_name``), ``annotations`` (``image_id``, ``bbox`` x, y, w, h in pixels,
 ``category_id``) and ``categories``; category i (in increasing id order) is the model's class i. YOLO: one
@@ -17,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataError
-from ..postprocess import Detections
+from ..postprocess import Detections, SegmentationMask
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,3 +96,24 @@ def _yolo(folder: pathlib.Path) -> DetectionLabels:
     if not boxes:
         raise DataError(f"--labels {folder}: no YOLO .txt label files in the folder")
     return DetectionLabels(str(folder), boxes, normalised=True, every_image_listed=False)
+
+
+def read_mask_labels(folder: str | os.PathLike, names: Sequence[str], shapes: Sequence[tuple[int, ...]],
+                     binary: bool) -> list[SegmentationMask]:
+    """One label mask per image (``<stem>.png`` in ``folder``), checked against the image's size."""
+    import cv2
+
+    root = pathlib.Path(folder)
+    if not root.is_dir():
+        raise DataError(f"--labels {folder}: segmentation labels are a folder of <image stem>.png class-id masks")
+    out = []
+    for name, shape in zip(names, shapes):
+        path = root / f"{pathlib.Path(name).stem}.png"
+        mask = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+        if mask is None:
+            raise DataError(f"{path}: no readable label mask for image {name}; give one 8-bit PNG per image")
+        if mask.shape != tuple(shape[:2]):
+            raise DataError(f"{path}: label mask is {mask.shape[1]}x{mask.shape[0]} but image {name} is "
+                            f"{shape[1]}x{shape[0]}")
+        out.append(SegmentationMask((mask > 0).astype(np.uint8) if binary else mask, ()))
+    return out

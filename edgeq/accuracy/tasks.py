@@ -27,7 +27,7 @@ from ..errors import DataError, UsageError
 from ..postprocess import Detections, FrameContext, Landmarks, SegmentationMask, box_iou, resolve_decoder
 from .data import EvalData, read_eval_data
 from .evaluate import common_preprocess
-from .labels import DetectionLabels, read_detection_labels
+from .labels import DetectionLabels, read_detection_labels, read_mask_labels
 from .runners import TFLiteRunner
 
 
@@ -97,8 +97,9 @@ def coco_map(truth: Sequence[Detections], found: Sequence[Detections], class_agn
 
 def matched_box_stats(ref: Sequence[Detections], cand: Sequence[Detections], iou: float = 0.5) -> dict[str, Any]:
     """Greedy one-to-one matching (candidate boxes best score first, same class, IoU >= ``iou``):
-    mean/min IoU and mean/max |score difference| of the matches, and the boxes left unmatched."""
-    ious, diffs, unmatched_ref, unmatched_cand = [], [], 0, 0
+    mean/min IoU and mean/max |score difference| of the matches, the boxes left unmatched and, for heads
+    with keypoints, their mean distance normalised by the size sqrt(w * h) of the reference box."""
+    ious, diffs, kp_errs, unmatched_ref, unmatched_cand = [], [], [], 0, 0
     for r, c in zip(ref, cand):
         free = np.ones(len(r), bool)
         for j in np.argsort(-np.asarray(c.scores), kind="stable"):
@@ -114,12 +115,17 @@ def matched_box_stats(ref: Sequence[Detections], cand: Sequence[Detections], iou
             free[k] = False
             ious.append(float(o[k]))
             diffs.append(abs(float(c.scores[j]) - float(r.scores[k])))
+            if r.keypoints is not None and c.keypoints is not None and r.keypoints.shape[1]:
+                x0, y0, x1, y1 = (float(v) for v in r.boxes[k])
+                size = max(float(np.sqrt(max(x1 - x0, 0) * max(y1 - y0, 0))), 1e-6)
+                kp_errs.append(float(np.mean(np.linalg.norm(c.keypoints[j] - r.keypoints[k], axis=-1))) / size)
         unmatched_ref += int(free.sum())
     return {"matched": len(ious), "unmatched_reference": unmatched_ref, "unmatched_candidate": unmatched_cand,
             "mean_iou": _sig(float(np.mean(ious))) if ious else None,
             "min_iou": _sig(float(np.min(ious))) if ious else None,
             "mean_abs_score_diff": _sig(float(np.mean(diffs))) if diffs else None,
-            "max_abs_score_diff": _sig(float(np.max(diffs))) if diffs else None}
+            "max_abs_score_diff": _sig(float(np.max(diffs))) if diffs else None,
+            **({"keypoint_nme": _sig(float(np.mean(kp_errs)))} if kp_errs else {})}
 
 
 def landmark_error(ref: Sequence[Landmarks], cand: Sequence[Landmarks]) -> dict[str, Any]:
@@ -225,18 +231,12 @@ def _run(runners: list[TFLiteRunner], dataset: EvalData, postprocess: str, optio
         names.append(os.path.basename(item) if isinstance(item, str) else str(i))
         if progress is not None:
             progress(done, len(dataset))
-    truth = None
-    if labels is not None:
-        if decoder.task != "detect":
-            raise UsageError("--labels holds boxes (COCO JSON or YOLO txt): it scores detectors only; landmark and "
-                             "segmentation models are compared with the reference")
-        lab = labels if isinstance(labels, DetectionLabels) else read_detection_labels(labels)
-        truth = lab.for_images(names, _image_sizes(dataset))
+    truth = _truth(labels, decoder.task, names, dataset, results[0])
     model_rows = []
     for k, r in enumerate(runners):
         row: dict[str, Any] = {"path": r.path, "size_bytes": r.size_bytes, "samples": len(dataset)}
         if truth is not None:
-            row.update(coco_map(truth, results[k]))
+            row.update(coco_map(truth, results[k]) if decoder.task == "detect" else mean_iou(truth, results[k]))
         model_rows.append(row)
     comps = tuple({"candidate": r.path, "reference": ref.path, **compare(decoder.task, results[0], results[k]),
                    "size_bytes": r.size_bytes,
@@ -249,6 +249,23 @@ def _run(runners: list[TFLiteRunner], dataset: EvalData, postprocess: str, optio
                       tuple(model_rows), comps, tuple(warnings))
 
 
+def _truth(labels: Any, task: str, names: list[str], dataset: EvalData, ref: list[Any]) -> list[Any] | None:
+    """The labels as results of the task: boxes (COCO JSON / YOLO txt) or masks (a folder of PNGs); None without."""
+    if labels is None:
+        return None
+    if task == "detect":
+        lab = labels if isinstance(labels, DetectionLabels) else read_detection_labels(labels)
+        return lab.for_images(names, _image_sizes(dataset))
+    if task == "segment":
+        return read_mask_labels(labels, names, [r.mask.shape for r in ref], binary=set(_classes(ref)) <= {0, 1})
+    raise UsageError(f"--labels scores detectors (boxes) and segmenters (masks); {task} models are compared with "
+                     "the reference")
+
+
+def _classes(masks: list[Any]) -> set[int]:
+    return {int(v) for m in masks for v in np.unique(m.mask)}
+
+
 def _image_sizes(dataset: EvalData) -> list[tuple[int, int]]:
     return [(img.shape[1], img.shape[0]) for _, img in dataset.images()]
 
@@ -257,10 +274,12 @@ def format_task_report(r: TaskReport) -> str:
     """A table: per model its mAP against the labels (when labelled), per candidate its metrics vs the reference."""
     lines = [f"{r.samples} images from {r.data} ({'labelled' if r.labelled else 'unlabelled'}), task {r.task}, "
              f"decoder {r.postprocess}, preprocessing {r.preprocess.describe()}"]
-    if r.labelled:
-        for m in r.models:
+    for m in r.models if r.labelled else ():
+        if "map50" in m:
             lines.append(f"{m['path']}: mAP@0.5 {m['map50']}, mAP@0.5:0.95 {m['map50_95']} "
                          f"({m['truth_boxes']} labelled boxes)")
+        else:
+            lines.append(f"{m['path']}: mIoU {m['miou']} against the label masks")
     skip = {"candidate", "reference", "size_bytes", "size_ratio", "class_iou"}
     for c in r.comparisons:
         stats = ", ".join(f"{k} {v}" for k, v in c.items() if k not in skip)

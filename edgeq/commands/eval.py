@@ -28,7 +28,8 @@ from .common import (
               "models (a registered decoder, or auto) instead of classes: mAP, point error, mIoU.")
 @postprocess_option
 @click.option("--labels", "box_labels", type=click.Path(), help="With --postprocess: box labels (COCO JSON or a "
-              "YOLO txt folder); without them candidates are scored against the reference's detections.")
+              "YOLO txt folder) or a folder of <image stem>.png masks; without them candidates are scored against "
+              "the reference's results.")
 @click.option("--delegate", "delegates", multiple=True, help="With --postprocess: the delegate for every model, "
               "or one per model (reference first), e.g. --delegate xnnpack --delegate cpu.")
 @preprocess_options
