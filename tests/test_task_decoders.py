@@ -262,6 +262,16 @@ def test_auto_picks_the_one_decoder_that_fits_each_mediapipe_model_or_refuses(mo
         assert auto_decoder(shapes).name == AUTO[model]
 
 
+def test_default_choice_leaves_generic_masks_to_auto_names_and_metadata():
+    from edgeq.postprocess import choose_decoder
+
+    depth_like = [(1, 256, 256, 1)]
+    assert choose_decoder(depth_like).name == "raw"  # a depth map has this shape too
+    assert choose_decoder(depth_like, "segment").name == "segment"  # a model declared a segmenter
+    assert auto_decoder(depth_like).name == "segment" and resolve_decoder(depth_like, None, "auto").name == "segment"
+    assert choose_decoder([(1, 896, 16), (1, 896, 1)]).name == "mediapipe-face-short"  # exact presets are taken
+
+
 def test_auto_refuses_when_several_fit():
     from edgeq.postprocess import Decoder, register, unregister
 

@@ -75,6 +75,9 @@ class Decoder:
     options: tuple[DecoderOption, ...] = ()
     bind: BindFn | None = None  # builds fits/decode for given option values; None = takes no options
     settings: tuple[tuple[str, Any], ...] = ()  # the option values ``fits``/``decode`` are bound to
+    # Taken by the default choice (no --postprocess) when it fits; False for generic heads whose shape other
+    # models share (a (1, H, W, 1) map may be a depth map): those need a name, ``auto`` or the model's metadata.
+    automatic: bool = True
 
     def configure(self, given: Mapping[str, Any] | None) -> Decoder:
         """This decoder with ``given`` options (strings from the CLI or typed values) over its defaults.
@@ -154,6 +157,8 @@ def choose_decoder(output_shapes: Shapes, task: str | None = None) -> Decoder:
     shapes = [tuple(int(d) for d in s) for s in output_shapes]
     reasons = []
     for decoder in sorted(_DECODERS.values(), key=lambda d: d.priority):  # stable: ties keep registration order
+        if not decoder.automatic and decoder.task != task:
+            continue
         reason = decoder.fits(shapes, task)
         if reason is None:
             return decoder

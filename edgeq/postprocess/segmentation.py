@@ -116,4 +116,5 @@ _DEFAULTS = {d.name: d.default for d in OPTIONS}
 _fits, _decode = _bind(_DEFAULTS)
 SEGMENT = register(Decoder("segment", "segment", "segmentation mask (1, H, W, C): class argmax, or a C=1 "
                            "probability thresholded; overlaid, area and class shares in the JSON", _fits, _decode,
-                           priority=50, options=OPTIONS, bind=_bind, settings=tuple(_DEFAULTS.items())))
+                           priority=50, options=OPTIONS, bind=_bind, settings=tuple(_DEFAULTS.items()),
+                           automatic=False))
