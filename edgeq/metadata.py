@@ -43,6 +43,8 @@ class EdgeqMetadata:
     source: str = ""
     edgeq_version: str = ""
     schema: int = SCHEMA_VERSION
+    # The decoder that reads the outputs, {"name": ..., "options": {...}} (edgeq convert --postprocess); {} = none
+    postprocess: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -55,6 +57,7 @@ class EdgeqMetadata:
             "calibration": self.calibration,
             "source": self.source,
             "source_sha256": self.source_sha256,
+            **({"postprocess": self.postprocess} if self.postprocess else {}),
         }
 
     def to_json(self) -> str:
@@ -87,7 +90,25 @@ class EdgeqMetadata:
             source=_text("source", d.get("source", "")),
             edgeq_version=_text("edgeq_version", d.get("edgeq_version", "")),
             schema=schema,
+            postprocess=_postprocess(d.get("postprocess") or {}),
         )
+
+
+def _postprocess(value: Any) -> dict[str, Any]:
+    """The declared decoder: {"name": text, "options": {name: number, text, bool or list of numbers}}."""
+    if not isinstance(value, dict) or (value and not isinstance(value.get("name"), str)):
+        raise ValueError(f"postprocess must be an object with a decoder name, got {value!r:.60}")
+    unknown = sorted(set(value) - {"name", "options"})
+    if unknown:
+        raise ValueError(f"postprocess has unknown keys {unknown}; expected name, options")
+    options = value.get("options") or {}
+    if not isinstance(options, dict):
+        raise ValueError(f"postprocess options must be an object, got {type(options).__name__}")
+    for k, v in options.items():
+        items = v if isinstance(v, list) else [v]
+        if not all(isinstance(i, (int, float, str, bool)) for i in items):
+            raise ValueError(f"postprocess option {k!r} must be a number, text, true/false or a list of numbers")
+    return _printable_tree("postprocess", dict(value)) if value else {}
 
 
 def _text(what: str, value: Any) -> str:

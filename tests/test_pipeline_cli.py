@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -172,9 +173,15 @@ def test_postprocess_choices_and_help_come_from_the_registry(int8_model_path, ma
     capsys.readouterr()
     assert main(["run", "--help"]) == 0
     help_text = " ".join(capsys.readouterr().out.split())
-    assert "classify|ssd|yolo|raw|marker" in help_text and "marker: a red square in the corner" in help_text
+    choices = re.search(r"\[(classify\|[^\]]+)\]", help_text).group(1).split("|")  # raw may have been re-registered
+    assert sorted(choices) == sorted(["classify", "ssd", "yolo", "raw", "ssd-anchors", "mediapipe-face-short",
+                                      "mediapipe-face-full", "mediapipe-palm", "landmarks", "mediapipe-face-landmark",
+                                      "mediapipe-hand-landmark", "segment", "marker", "auto"])
+    assert choices[-2:] == ["marker", "auto"]
+    assert "marker: a red square in the corner" in help_text
     assert run_cli([str(int8_model_path), "--source", "synthetic://64x48@100", "--postprocess", "nope"]) == 2
-    assert "'nope' is not one of 'classify', 'ssd', 'yolo', 'raw', 'marker'" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "'nope' is not one of 'classify', 'ssd', 'yolo'," in err and "'marker', 'auto'." in err
 
 
 def test_source_warnings_are_shown_without_verbose(int8_model_path, tmp_path, capsys):

@@ -100,8 +100,8 @@ def test_bad_heads_and_names_give_clear_errors():
         decode_yolo(np.zeros((2, 2, 2, 2)), ctx)
     with pytest.raises(ModelError, match="4 outputs"):
         get_decoder("ssd").decode([np.zeros((1, 4))], ctx)
-    with pytest.raises(UsageError, match="classify, ssd, yolo, raw"):
-        get_decoder("segment")
+    with pytest.raises(UsageError, match="expected one of classify, ssd, yolo, .*segment"):
+        get_decoder("segmentation")
 
 
 def test_decoder_chosen_from_output_shapes():

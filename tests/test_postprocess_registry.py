@@ -97,22 +97,25 @@ def test_top_k_result_json_and_caption_are_unchanged():
 # --------------------------------------------------------------------------------------------
 # The registry
 # --------------------------------------------------------------------------------------------
+BUILTIN = ("classify, ssd, yolo, raw, ssd-anchors, mediapipe-face-short, mediapipe-face-full, mediapipe-palm, "
+           "landmarks, mediapipe-face-landmark, mediapipe-hand-landmark, segment")
+
 def test_a_registered_decoder_shows_up_everywhere_and_leaves_with_unregister(marker_decoder):
     assert get_decoder("marker") is marker_decoder and "marker" in decoder_names()
     assert "marker: a red square" in help_text()
-    assert edgeq.metadata.TASKS == ("classify", "detect", "other", "mark")  # metadata follows the registry
+    assert edgeq.metadata.TASKS == ("classify", "detect", "other", "landmarks", "segment", "mark")
     with pytest.raises(UsageError, match="already registered"):
         register(marker_decoder)
     unregister("marker")
-    assert "marker" not in decoder_names() and edgeq.metadata.TASKS == ("classify", "detect", "other")
+    assert "marker" not in decoder_names()
+    assert edgeq.metadata.TASKS == ("classify", "detect", "other", "landmarks", "segment")
     register(marker_decoder)  # back for the fixture's teardown
 
 
 def test_unknown_names_list_the_registered_ones(marker_decoder):
-    with pytest.raises(UsageError, match="unknown postprocess 'nope'; expected one of classify, ssd, yolo, raw, "
-                                         "marker"):
+    with pytest.raises(UsageError, match=f"unknown postprocess 'nope'; expected one of {BUILTIN}, marker"):
         get_decoder("nope")
-    with pytest.raises(UsageError, match="classify, ssd, yolo, raw, marker"):
+    with pytest.raises(UsageError, match=f"{BUILTIN}, marker"):
         RunOptions(postprocess="nope")
 
 
@@ -132,7 +135,7 @@ def test_automatic_choice_follows_priority_and_fits():
             register(raw)
     finally:
         unregister("five-heads")
-    assert decoder_names() == ("classify", "ssd", "yolo", "raw")
+    assert sorted(decoder_names()) == sorted(BUILTIN.split(", "))  # raw went back in at the end
 
 
 class AnnotatingSink(Sink):

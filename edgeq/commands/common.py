@@ -96,6 +96,24 @@ def parse_delegate_options(pairs: tuple[str, ...]) -> dict[str, str]:
     return opts
 
 
+def parse_postprocess_options(pairs: tuple[str, ...]) -> dict[str, str]:
+    """--postprocess-option KEY=VALUE (repeatable) -> dict; values are typed by the decoder."""
+    opts = {}
+    for p in pairs:
+        key, sep, value = p.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"--postprocess-option {p!r}: expected KEY=VALUE, e.g. score_threshold=0.6")
+        opts[key.strip()] = value.strip()
+    return opts
+
+
+def postprocess_option(f: Callable) -> Callable:
+    """``--postprocess-option KEY=VALUE`` (repeatable), the decoder's parameters."""
+    return click.option("--postprocess-option", "postprocess_option", multiple=True, metavar="KEY=VALUE",
+                        help="A decoder parameter (repeatable), e.g. strides=8,16,16,16 or score_threshold=0.6; "
+                             "unknown keys list the decoder's options.")(f)
+
+
 class _RegistryHelpOption(click.Option):
     """A click option whose help is written when shown, from the delegate registry.
 

@@ -5,7 +5,16 @@ import click
 
 from ..convert.ranges import RANGE_METHODS
 from ..convert.recipes import RECIPES, Recipe
-from .common import emit_json, json_option, preprocess_kwargs, preprocess_options, progress_bar
+from ..errors import UsageError
+from .common import (
+    emit_json,
+    json_option,
+    parse_postprocess_options,
+    postprocess_option,
+    preprocess_kwargs,
+    preprocess_options,
+    progress_bar,
+)
 
 
 def format_result(r) -> str:
@@ -52,7 +61,11 @@ def format_result(r) -> str:
 @click.option("--num-samples", default=200, show_default=True, type=int, help="Calibration samples.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed for sampling calibration data.")
 @click.option("--labels", type=click.Path(), help="Class names, one per line (embedded in the model).")
-@click.option("--task", default="classify", type=click.Choice(["classify", "detect", "other"]), show_default=True)
+@click.option("--task", default=None, help="Model task: classify (default), detect, other, or the task of a "
+              "registered decoder (default with --postprocess: the decoder's).")
+@click.option("--postprocess", metavar="NAME", help="Declare the decoder of the outputs in the metadata "
+              "(e.g. mediapipe-face-short, ssd-anchors, yolo), so `edgeq run` decodes by itself.")
+@postprocess_option
 @click.option("--per-tensor", is_flag=True, help="Per-tensor instead of per-channel weight scales.")
 @click.option("--float-io", is_flag=True, help="Keep float inputs/outputs around the integer body.")
 @click.option("--allow-float-fallback", is_flag=True, help="Accept ops that cannot be quantized (kept float).")
@@ -69,7 +82,8 @@ def format_result(r) -> str:
 @preprocess_options
 @json_option
 @click.pass_obj
-def command(ctx, model, calib, output, recipe, recipe_file, num_samples, seed, labels, task, per_tensor,
+def command(ctx, model, calib, output, recipe, recipe_file, num_samples, seed, labels, task, postprocess,
+            postprocess_option, per_tensor,
             float_io, allow_float_fallback, force, target, max_accuracy_drop, eval_data, range_method,
             input_size, color, value_range, mean, std, resize,
             json_path):
@@ -92,6 +106,11 @@ def command(ctx, model, calib, output, recipe, recipe_file, num_samples, seed, l
     opts = preprocess_kwargs(input_size, color, value_range, mean, std, resize)
     options = dict(recipe=rec, num_samples=num_samples, seed=seed, labels=labels, task=task, force=force,
                    preprocess_options=opts, quiet=not ctx.verbose, target=target)
+    if postprocess or postprocess_option:
+        if max_accuracy_drop is not None or eval_data is not None:
+            raise UsageError("--postprocess with --max-accuracy-drop is not supported yet: convert to the budget, "
+                             "then convert again with --recipe-file OUT.recipe.json --postprocess NAME")
+        options.update(postprocess=postprocess, postprocess_options=parse_postprocess_options(postprocess_option))
     with progress_bar(ctx, "calibrating") as progress:
         if max_accuracy_drop is not None or eval_data is not None:
             from ..accuracy.budget import convert_to_budget

@@ -11,6 +11,8 @@ from .common import (
     emit_json,
     json_option,
     parse_delegate_options,
+    parse_postprocess_options,
+    postprocess_option,
     preprocess_kwargs,
     preprocess_options,
     report_delegate,
@@ -26,9 +28,9 @@ class _DecoderChoice(click.Choice):
 
     @property
     def choices(self) -> tuple[str, ...]:
-        from ..postprocess import decoder_names
+        from ..postprocess import AUTO, decoder_names
 
-        return decoder_names()
+        return (*decoder_names(), AUTO)
 
 
 class _PostprocessOption(click.Option):
@@ -37,7 +39,9 @@ class _PostprocessOption(click.Option):
     def get_help_record(self, ctx: click.Context) -> tuple[str, str] | None:
         from ..postprocess import help_text
 
-        self.help = f"Output decoding (default: chosen from the model's task and output shapes). {help_text()}."
+        self.help = (f"Output decoding (default: the model's declared decoder, else chosen from its task and output "
+                     f"shapes; auto: the one decoder that fits, else an error naming why each does not). "
+                     f"{help_text()}.")
         return super().get_help_record(ctx)
 
 
@@ -109,6 +113,7 @@ def _status_printer(ctx):
 @click.option("--show", is_flag=True, help="Preview window (needs a GUI build of OpenCV).")
 @click.option("--postprocess", cls=_PostprocessOption, type=_DecoderChoice(),
               help="Output decoding (default: chosen from the model's task and output shapes).")
+@postprocess_option
 @click.option("--camera-size", help="Capture resolution requested from a camera, WIDTHxHEIGHT.")
 @click.option("--fps", "source_fps", type=click.FloatRange(min=0, min_open=True),
               help="Frame rate requested from a camera; pacing rate of an image folder (and of a file in "
@@ -122,8 +127,8 @@ def _status_printer(ctx):
 @json_option
 @click.pass_obj
 def command(ctx, model, source, mode, delegate, delegate_option, threads, max_frames, duration, output, jsonl,
-            show, postprocess, camera_size, source_fps, reconnects, force, input_size, color, value_range, mean,
-            std, resize, json_path, plot_path):
+            show, postprocess, postprocess_option, camera_size, source_fps, reconnects, force, input_size, color,
+            value_range, mean, std, resize, json_path, plot_path):
     """Run MODEL on a video SOURCE and measure real-time FPS, drops and per-stage latency.
 
     Stops at the end of the input, after --max-frames or --duration, or on Ctrl-C; the report
@@ -147,7 +152,8 @@ def command(ctx, model, source, mode, delegate, delegate_option, threads, max_fr
     src = open_source(source, SourceOptions(width=width, height=height, fps=source_fps, max_reconnects=reconnects))
     if camera_size and src.kind != "camera":
         ctx.warn(f"--camera-size is requested from cameras only; ignored for {src.description}")
-    options = RunOptions(mode=mode, max_frames=max_frames, duration_s=duration, postprocess=postprocess)
+    options = RunOptions(mode=mode, max_frames=max_frames, duration_s=duration, postprocess=postprocess,
+                         postprocess_options=tuple(parse_postprocess_options(postprocess_option).items()))
     pre_opts = preprocess_kwargs(input_size, color, value_range, mean, std, resize)
     show_status, tty = _status_printer(ctx)
     # Sinks first: a headless --show or an unsupported --output container fails before the model loads.
@@ -163,7 +169,8 @@ def command(ctx, model, source, mode, delegate, delegate_option, threads, max_fr
         report_delegate(ctx, m.delegate_report)
         pipeline = Pipeline(m, src, sinks, options, status=show_status, model_name=str(model), threads=threads)
         ctx.info(f"running {model} on {src.description} ({pipeline.mode}, delegate "
-                 f"{getattr(m.delegate_report, 'delegate', delegate)}); Ctrl-C stops")
+                 f"{getattr(m.delegate_report, 'delegate', delegate)}, postprocess {pipeline.postprocess_name}); "
+                 "Ctrl-C stops")
         try:
             with stop_on_signals(pipeline):
                 report = pipeline.run()

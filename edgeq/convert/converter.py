@@ -93,20 +93,23 @@ class Quantized:
 def convert(model: Any, calibration: Any = None, output: str | os.PathLike | None = None, *,
             recipe: str | Recipe | None = None, preprocess: Preprocess | None = None,
             num_samples: int = 200, seed: int = 0, labels: Sequence[str] | str | os.PathLike | None = None,
-            task: str = "classify", force: bool = False, preprocess_options: dict[str, Any] | None = None,
+            task: str | None = "classify", force: bool = False, preprocess_options: dict[str, Any] | None = None,
             transform: Callable[[Any], Any] | None = None, progress: Callable[[int, int], None] | None = None,
-            quiet: bool = True, save_recipe: bool = True, target: str | None = None) -> ConversionResult:
+            quiet: bool = True, save_recipe: bool = True, target: str | None = None,
+            postprocess: str | None = None, postprocess_options: dict[str, Any] | None = None) -> ConversionResult:
     """Quantize a float model with calibration data and write the .tflite atomically.
 
     model: a .keras/.h5 path, a SavedModel directory, or an in-memory Keras model.
     calibration: a ``CalibrationDataset`` or anything it accepts as a source.
     recipe: a recipe name or a Recipe (``make_recipe("int8", per_tensor=True, range_method="mse")``);
     default int8, or uint8 with target="edgetpu".
+    postprocess/postprocess_options: the decoder (and its options) embedded in the metadata, so `edgeq run`
+    decodes the outputs by itself; task None takes the decoder's task.
     """
     started = time.perf_counter()
     plan = plan_conversion(model, calibration, output, recipe=recipe, target=target, task=task, labels=labels,
                            force=force, num_samples=num_samples, seed=seed, save_recipe=save_recipe,
-                           transform=transform)
+                           transform=transform, postprocess=postprocess, postprocess_options=postprocess_options)
     with prepared_converter(model, plan.dataset, plan.recipe, preprocess, preprocess_options, quiet=quiet,
                             progress=progress, target=target) as prep:
         quantized = run_quantizer(plan.recipe, quiet, lambda _native_log: quantize(prep, plan.recipe), plan.dataset)
@@ -327,7 +330,15 @@ def build_metadata(plan: ConversionPlan, prep: PreparedConverter, rec: Recipe, c
     meta = EdgeqMetadata(preprocess=prep.preprocess, labels=plan.labels, task=plan.task, recipe=rec.to_dict(),
                          calibration=calib, source=os.path.basename(plan.source),
                          source_sha256=source_sha256(prep.keras_model, plan.kind, plan.source),
-                         edgeq_version=__version__)
+                         edgeq_version=__version__, postprocess=dict(plan.postprocess))
+    if plan.postprocess:  # the declared decoder must fit the converted model's outputs
+        from ..postprocess import get_decoder
+
+        decoder = get_decoder(plan.postprocess["name"]).configure(plan.postprocess.get("options"))
+        why = decoder.fits([tuple(o.shape) for o in report.outputs], plan.task)
+        if why:
+            raise UsageError(f"--postprocess {decoder.name} does not fit the converted model's outputs "
+                             f"{[list(o.shape) for o in report.outputs]}: {why}")
     if plan.labels and report.outputs and plan.task == "classify":
         n_out = report.outputs[0].shape[-1] if report.outputs[0].shape else 0
         if n_out and n_out != len(plan.labels):

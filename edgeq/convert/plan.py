@@ -14,6 +14,7 @@ from typing import Any
 from ..errors import UsageError
 from ..fileio import check_outputs
 from ..metadata import known_tasks
+from ..postprocess import get_decoder
 from .calibration import CalibrationDataset
 from .ranges import check_range_method
 from .recipes import Recipe, get_recipe
@@ -60,15 +61,20 @@ class ConversionPlan:
     warnings: tuple[str, ...]
     force: bool = False           # replace existing outputs (else they are created exclusively)
     recipe_file: pathlib.Path | None = None  # OUT.recipe.json, or None when not saved
+    postprocess: dict[str, Any] = dataclasses.field(default_factory=dict)  # the declared decoder (metadata)
 
 
 def plan_conversion(model: Any, calibration: Any, output: str | os.PathLike | None, *,
                     recipe: str | Recipe | None = None, target: str | None = None, task: str = "classify",
                     labels: Sequence[str] | str | os.PathLike | None = None, force: bool = False,
                     num_samples: int = 200, seed: int = 0, save_recipe: bool = True,
-                    transform: Callable[[Any], Any] | None = None) -> ConversionPlan:
+                    transform: Callable[[Any], Any] | None = None, postprocess: str | None = None,
+                    postprocess_options: dict[str, Any] | None = None) -> ConversionPlan:
     """Validate every option and read the calibration source once (no TensorFlow yet)."""
     rec = make_recipe(recipe, target=target)
+    declared = declared_postprocess(postprocess, postprocess_options)
+    if task is None:
+        task = get_decoder(postprocess).task if postprocess else "classify"
     tasks = known_tasks()
     if task not in tasks:
         raise UsageError(f"unknown task {task!r}; expected one of {', '.join(tasks)}")
@@ -91,7 +97,22 @@ def plan_conversion(model: Any, calibration: Any, output: str | os.PathLike | No
     elif calibration is not None:
         warnings = (f"recipe {rec.name!r} does not use calibration data; ignoring it",)
     return ConversionPlan(rec, kind, desc, out, task, tuple(label_list), dataset, target, warnings, force,
-                          recipe_file)
+                          recipe_file, declared)
+
+
+def declared_postprocess(name: str | None, options: dict[str, Any] | None) -> dict[str, Any]:
+    """{"name", "options"} to embed for ``--postprocess NAME --postprocess-option k=v`` (values typed and
+    checked now, so a bad option fails before calibration); {} without a name."""
+    if name is None:
+        if options:
+            raise UsageError("--postprocess-option needs --postprocess NAME")
+        return {}
+    if name == "auto":
+        raise UsageError("--postprocess auto is a run-time choice; name the decoder to embed (edgeq run "
+                         "--postprocess auto says which one fits)")
+    decoder = get_decoder(name).configure(options or {})
+    given = decoder.settings_dict()
+    return {"name": name, "options": {k: v for k, v in given.items() if k in (options or {})}}
 
 
 def recipe_path_for(model_path: str | os.PathLike) -> pathlib.Path:

@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from ..errors import PreprocessError, SourceError, UsageError
-from ..postprocess import FrameContext, choose_decoder, get_decoder
+from ..postprocess import AUTO, FrameContext, get_decoder, resolve_decoder
 from .report import FrameResult, LiveStatus, RunReport, StopReason, WarningLog
 from .sinks import Sink
 from .sources import Frame, Source
@@ -51,7 +51,8 @@ class RunOptions:
     sink_queue_size: int = 4
     status_interval_s: float = 0.5
     input_color: str = "BGR"
-    postprocess: str | None = None  # a registered decoder's name (edgeq.postprocess); None = chosen for the model
+    postprocess: str | None = None  # a registered decoder's name (edgeq.postprocess), "auto"; None = the model's
+    postprocess_options: tuple[tuple[str, Any], ...] = ()  # --postprocess-option key=value pairs for it
     stop_grace_s: float = 2.0  # how long a stop waits for an inference in flight before abandoning it
 
     def __post_init__(self) -> None:
@@ -63,8 +64,8 @@ class RunOptions:
             raise UsageError(f"--duration must be positive, got {self.duration_s}")
         if self.queue_size < 1 or self.sink_queue_size < 1:
             raise UsageError("queue sizes must be at least 1")
-        if self.postprocess is not None:
-            get_decoder(self.postprocess)  # an unknown name fails here, listing the registered ones
+        if self.postprocess is not None and self.postprocess != AUTO:
+            get_decoder(self.postprocess).configure(dict(self.postprocess_options))  # unknown names/values fail here
 
 
 class LatestFrameSlot:
@@ -114,8 +115,11 @@ class Pipeline:
         self.threads = threads
         self.mode = options.mode or ("realtime" if source.live else "every-frame")
         shapes = [tuple(o.shape) for o in model.outputs]
-        task = getattr(getattr(model, "metadata", None), "task", None)
-        self._decoder = get_decoder(options.postprocess) if options.postprocess else choose_decoder(shapes, task)
+        meta = getattr(model, "metadata", None)
+        task = getattr(meta, "task", None)
+        # A named (or declared) decoder must fit the outputs: a misfit is an error, never garbage boxes.
+        self._decoder = resolve_decoder(shapes, task, options.postprocess, dict(options.postprocess_options),
+                                        embedded=getattr(meta, "postprocess", None) or None)
         self.postprocess_name = self._decoder.name
         pre = model.preprocess
         self._input_size = (pre.width, pre.height) if pre is not None else (0, 0)

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..errors import ModelError
 from .boxes import nms, to_source_boxes
-from .registry import Decoder, Shapes, register
+from .registry import Decoder, DecoderOption, Shapes, register
 from .results import Detections, FrameContext, RawOutputs, TopK, label_for, top_k
 
 
@@ -60,14 +60,32 @@ def _ssd_fits(shapes: Shapes, task: str | None) -> str | None:
     return "expects 4 outputs (boxes (1, N, 4), classes, scores, count)"
 
 
-def _ssd(outputs: Sequence[Any], ctx: FrameContext) -> Detections:
-    if len(outputs) != 4:
-        raise ModelError(f"SSD post-processing expects 4 outputs (boxes, classes, scores, count), got {len(outputs)}")
-    return decode_ssd(*outputs, ctx)
+def _bind_ssd(o: Any) -> tuple[Any, Any]:
+    def decode(outputs: Sequence[Any], ctx: FrameContext) -> Detections:
+        if len(outputs) != 4:
+            raise ModelError(f"SSD post-processing expects 4 outputs (boxes, classes, scores, count), got "
+                             f"{len(outputs)}")
+        det = decode_ssd(*outputs, ctx, score_threshold=o["score_threshold"])
+        _check_scores("ssd", det.scores)
+        return Detections(det.boxes[:o["max_detections"]], det.scores[:o["max_detections"]],
+                          det.class_ids[:o["max_detections"]], det.labels[:o["max_detections"]])
+    return _ssd_fits, decode
 
 
-SSD = register(Decoder("ssd", "detect", "SSD boxes after TFLite_Detection_PostProcess (4 outputs)", _ssd_fits, _ssd,
-                       priority=10))
+def _check_scores(name: str, scores: np.ndarray) -> None:
+    """Scores outside [0, 1] mean the outputs are not what the decoder reads: an error, not boxes."""
+    if scores.size and (not np.isfinite(scores).all() or scores.min() < -1e-4 or scores.max() > 1 + 1e-4):
+        lo, hi = float(np.nanmin(scores)), float(np.nanmax(scores))
+        raise ModelError(f"{name}: decoded scores span [{lo:.4g}, {hi:.4g}], "
+                         "outside [0, 1]; these outputs are not this head (pass --postprocess auto to find one)")
+
+
+_SSD_OPTIONS = (DecoderOption("score_threshold", "float", "drop boxes scoring below this", 0.5),
+                DecoderOption("max_detections", "int", "keep at most this many boxes", 100))
+_SSD_DEFAULTS = {d.name: d.default for d in _SSD_OPTIONS}
+SSD = register(Decoder("ssd", "detect", "SSD boxes after TFLite_Detection_PostProcess (4 outputs)", _ssd_fits,
+                       _bind_ssd(_SSD_DEFAULTS)[1], priority=10, options=_SSD_OPTIONS, bind=_bind_ssd,
+                       settings=tuple(_SSD_DEFAULTS.items())))
 
 
 # --------------------------------------------------------------------------------------------
@@ -75,7 +93,7 @@ SSD = register(Decoder("ssd", "detect", "SSD boxes after TFLite_Detection_PostPr
 # --------------------------------------------------------------------------------------------
 def decode_yolo(output: np.ndarray, ctx: FrameContext, score_threshold: float = 0.25,
                 iou_threshold: float = 0.45, max_detections: int = 100, objectness: bool | None = None,
-                normalized: bool | None = None) -> Detections:
+                normalized: bool | None = None, class_agnostic: bool = False) -> Detections:
     """Raw YOLO head -> NMS'ed detections.
 
     Accepts (1, N, 5+C) rows of cx, cy, w, h, objectness, class scores (YOLOv5 style) and the
@@ -102,6 +120,7 @@ def decode_yolo(output: np.ndarray, ctx: FrameContext, score_threshold: float = 
         cls_scores = cls_scores * a[:, 4:5]
     class_ids = cls_scores.argmax(axis=1)
     scores = cls_scores[np.arange(len(a)), class_ids]
+    _check_scores("yolo", scores)
     keep = scores >= score_threshold
     a, scores, class_ids = a[keep], scores[keep], class_ids[keep]
     cx, cy, bw, bh = a[:, 0], a[:, 1], a[:, 2], a[:, 3]
@@ -111,24 +130,35 @@ def decode_yolo(output: np.ndarray, ctx: FrameContext, score_threshold: float = 
     if normalized:
         w, h = ctx.input_size
         xyxy = xyxy * np.asarray([w, h, w, h], np.float32)
-    idx = nms(xyxy, scores, iou_threshold, max_detections, class_ids)
+    idx = nms(xyxy, scores, iou_threshold, max_detections, None if class_agnostic else class_ids)
     xyxy, scores, class_ids = xyxy[idx], scores[idx], class_ids[idx]
     return Detections(to_source_boxes(xyxy, ctx), scores, class_ids.astype(np.int64),
                       tuple(label_for(ctx.labels, int(i)) for i in class_ids))
 
 
 def _yolo_fits(shapes: Shapes, task: str | None) -> str | None:
-    if len(shapes) == 1 and (task == "detect" or len(shapes[0]) == 3):
+    if len(shapes) == 1 and len(shapes[0]) == 3 and shapes[0][0] == 1 and min(shapes[0][1:]) >= 5:
         return None
-    return "expects one output, (1, N, 5+C) or (1, 4+C, N), or one output of a detect model"
+    if len(shapes) == 1 and task == "detect" and len(shapes[0]) == 2 and min(shapes[0]) >= 5:
+        return None
+    return "expects one output, (1, N, 5+C) or (1, 4+C, N)"
 
 
-def _yolo(outputs: Sequence[Any], ctx: FrameContext) -> Detections:
-    return decode_yolo(outputs[0], ctx)
+def _bind_yolo(o: Any) -> tuple[Any, Any]:
+    def decode(outputs: Sequence[Any], ctx: FrameContext) -> Detections:
+        return decode_yolo(outputs[0], ctx, o["score_threshold"], o["iou_threshold"], o["max_detections"],
+                           class_agnostic=o["class_agnostic"])
+    return _yolo_fits, decode
 
 
-YOLO = register(Decoder("yolo", "detect", "raw YOLO head (v5 rows or v8 columns), NMS applied", _yolo_fits, _yolo,
-                        priority=20))
+_YOLO_OPTIONS = (DecoderOption("score_threshold", "float", "drop boxes scoring below this", 0.25),
+                 DecoderOption("iou_threshold", "float", "NMS IoU", 0.45),
+                 DecoderOption("max_detections", "int", "keep at most this many boxes", 100),
+                 DecoderOption("class_agnostic", "bool", "NMS across classes", False))
+_YOLO_DEFAULTS = {d.name: d.default for d in _YOLO_OPTIONS}
+YOLO = register(Decoder("yolo", "detect", "raw YOLO head (v5 rows or v8 columns), NMS applied", _yolo_fits,
+                        _bind_yolo(_YOLO_DEFAULTS)[1], priority=20, options=_YOLO_OPTIONS, bind=_bind_yolo,
+                        settings=tuple(_YOLO_DEFAULTS.items())))
 
 
 # --------------------------------------------------------------------------------------------

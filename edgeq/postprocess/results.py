@@ -100,21 +100,24 @@ class TopK:
 # --------------------------------------------------------------------------------------------
 @dataclasses.dataclass(frozen=True)
 class Detections:
-    """Boxes as (x0, y0, x1, y1) in source-image pixels."""
+    """Boxes as (x0, y0, x1, y1) in source-image pixels; ``keypoints`` (N, K, 2) too, where the head has them."""
 
     boxes: np.ndarray
     scores: np.ndarray
     class_ids: np.ndarray
     labels: tuple[str, ...]
+    keypoints: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.scores)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"type": "detections",
-                "detections": [{"box": [round(float(v), 2) for v in b], "score": float(s), "class_id": int(c),
-                                "label": lab}
-                               for b, s, c, lab in zip(self.boxes, self.scores, self.class_ids, self.labels)]}
+        dets = [{"box": [round(float(v), 2) for v in b], "score": float(s), "class_id": int(c), "label": lab}
+                for b, s, c, lab in zip(self.boxes, self.scores, self.class_ids, self.labels)]
+        if self.keypoints is not None:
+            for d, kps in zip(dets, self.keypoints):
+                d["keypoints"] = [[round(float(x), 2), round(float(y), 2)] for x, y in kps]
+        return {"type": "detections", "detections": dets}
 
     def draw(self, image: np.ndarray) -> int:
         """A green box with "label score" above it per detection; no caption lines."""
@@ -125,6 +128,9 @@ class Detections:
             cv2.rectangle(image, p0, p1, (0, 255, 0), 2)
             cv2.putText(image, f"{label} {score:.2f}", (p0[0], max(12, p0[1] - 4)), cv2.FONT_HERSHEY_SIMPLEX, 0.5,
                         (0, 255, 0), 1, cv2.LINE_AA)
+        for kps in self.keypoints if self.keypoints is not None else ():
+            for x, y in kps:
+                cv2.circle(image, (int(x), int(y)), 3, (0, 0, 255), -1, cv2.LINE_AA)
         return 0
 
 

@@ -188,8 +188,9 @@ class EdgeModel:
         """Preprocess, quantize, run and dequantize.
 
         One image -> for classifiers a list of ``Classification`` (best first, ``top_k`` of them),
-        otherwise the list of float32 outputs. A batch (list of images or an N x H x W [x C]
-        array) -> a list with one such result per image.
+        for models that declare their decoder (``edgeq convert --postprocess``) its result
+        (``Detections``, ``Landmarks``, ``SegmentationMask``, ...), otherwise the list of float32 outputs.
+        A batch (list of images or an N x H x W [x C] array) -> a list with one such result per image.
         """
         self._check_open()
         if _is_batch(image_or_batch, self._require_preprocess()):
@@ -197,6 +198,16 @@ class EdgeModel:
         return self._predict_one(image_or_batch, top_k, input_color)
 
     def _predict_one(self, image: np.ndarray, top_k: int, input_color: str) -> Any:
+        declared = getattr(self.metadata, "postprocess", None)
+        if declared and declared.get("name") != "classify":
+            from ..postprocess import FrameContext, resolve_decoder
+
+            decoder = resolve_decoder([o.shape for o in self.outputs], self.metadata.task, embedded=declared)
+            tensor, transform = self.prepare_with_transform(image, input_color)
+            pre = self._require_preprocess()
+            h, w = np.asarray(image).shape[:2]
+            return decoder.decode(self.dequantize(self.run(tensor)),
+                                  FrameContext(transform, (w, h), (pre.width, pre.height), tuple(self.labels)))
         outputs = self.dequantize(self.run(self.prepare(image, input_color)))
         if not self.is_classifier:
             return outputs
