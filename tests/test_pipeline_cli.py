@@ -167,7 +167,7 @@ def test_foreign_model_without_options_says_what_it_assumes(foreign_model, vtest
 def test_postprocess_choices_and_help_come_from_the_registry(int8_model_path, marker_decoder, tmp_path, capsys):
     out = tmp_path / "r.jsonl"
     assert run_cli([str(int8_model_path), "--source", "synthetic://64x48@100?frames=3", "--postprocess", "marker",
-                    "--jsonl", str(out)]) == 0
+                    "--mode", "every-frame", "--jsonl", str(out)]) == 0
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(rows) == 3 and all(row["result"]["type"] == "marker" for row in rows)
     capsys.readouterr()

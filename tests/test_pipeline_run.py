@@ -211,7 +211,7 @@ def test_a_failing_sink_ends_the_run_with_a_partial_report(model, vtest_path):
 
 
 def test_a_pipeline_runs_once(model):
-    p = Pipeline(model, SyntheticSource(64, 48, fps=100, frames=3))
+    p = Pipeline(model, SyntheticSource(64, 48, fps=100, frames=3), options=RunOptions(mode="every-frame"))
     assert p.run().frames_processed == 3
     with pytest.raises(UsageError, match="runs once"):
         p.run()

@@ -152,7 +152,7 @@ def test_a_registered_decoder_is_selectable_and_drawn_with_no_other_change(marke
     sink, jsonl = AnnotatingSink(), tmp_path / "r.jsonl"
     model = FakeModel([np.full((1, 10), 0.25)])
     r = Pipeline(model, SyntheticSource(64, 48, fps=200, frames=3), [sink, JsonLinesSink(jsonl)],
-                 RunOptions(postprocess="marker")).run()
+                 RunOptions(postprocess="marker", mode="every-frame")).run()
     assert r.postprocess == "marker" and r.frames_processed == 3
     assert all(tuple(f[-1, -1]) == (0, 0, 255) for f in sink.frames)  # drawn by Marker.draw
     rows = [json.loads(line) for line in jsonl.read_text().splitlines()]
