@@ -76,3 +76,15 @@ def test_run_on_video(tmp_path):
     out = example("run_on_video.py", INT8, "synthetic://320x240@30?frames=30", "--mode", "every-frame",
                   "--max-frames", "20")
     assert "20 frames at" in out
+
+
+def test_task_photos(tmp_path, vtest_path):
+    """The real-photo sets behind the README's detector/landmark/mask figures (scikit-image's samples)."""
+    pytest.importorskip("skimage", reason="needs scikit-image (pip install 'edgeq[eval]')")
+    import json
+
+    example("task_photos.py", tmp_path, "--vtest", vtest_path)
+    coco = json.loads((tmp_path / "faces_labelled.json").read_text())
+    assert len(coco["images"]) == len(list((tmp_path / "faces_labelled").iterdir())) >= 14
+    assert len(coco["annotations"]) == 14  # one face in each of the 14 labelled views
+    assert len(list((tmp_path / "face_crops").iterdir())) == 8
