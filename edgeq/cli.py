@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("edgeq.commands.eval", "Compare quantized models with the float reference on labelled data."),
     "analyze": ("edgeq.commands.analyze", "Per-layer quantization sensitivity of a model."),
     "edgetpu": ("edgeq.commands.edgetpu", "Edge TPU pre-flight check and compiler integration."),
+    "qat": ("edgeq.commands.qat", "Quantization-aware fine-tuning, then a full-integer .tflite."),
 }
 
 
