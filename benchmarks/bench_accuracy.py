@@ -6,7 +6,8 @@ calibration_data/, from the training split) and evaluated side by side against t
 model on the real Fashion-MNIST test set (10,000 images) with ``edgeq.accuracy.evaluate``.
 Whatever is chosen by measurement is chosen on a validation split disjoint from the test images
 (the last 5,000 training images): the mixed model's search, and the QAT run's best epoch (trained
-on the first 55,000 training images; the hard case only, by default). The "auto" range row
+on the first 55,000 training images; the hard case only, by default), with a control row: the same
+fine-tuning without fake quantization, then plain PTQ. The "auto" range row
 measures on the 100 calibration_data images that calibration did not use.
 
     .venv/bin/python benchmarks/bench_accuracy.py [--limit N] [--budget 0.5] [--qat-epochs 6] [--markdown]
@@ -58,6 +59,30 @@ def variants(budget: float, val) -> list[tuple[str, dict]]:
         ("int16x8 (whole model)", {"recipe": "int16x8"}),
         (f"mixed, budget {budget:g} pt (chosen on validation)", {"max_accuracy_drop": budget, "eval_data": val}),
     ]
+
+
+def finetune_control(keras_path: pathlib.Path, tmp: str, epochs: int) -> tuple[str, str, str]:
+    """The control for QAT: the same fine-tuning without fake quantization (best epoch on validation),
+    then plain PTQ int8. Returns (row name, .tflite path, note)."""
+    import keras
+
+    x, y = load_fashion_mnist("train")
+    xf = x[..., None].astype("float32") / 255
+    keras.utils.set_random_seed(0)
+    m = keras.models.load_model(keras_path, compile=False)
+    m.compile(keras.optimizers.Adam(5e-4), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    best, weights = -1.0, m.get_weights()
+    for _ in range(epochs):
+        h = m.fit(xf[:VALIDATION.start], y[:VALIDATION.start], batch_size=64, epochs=1, verbose=0,
+                  validation_data=(xf[VALIDATION], y[VALIDATION]))
+        if h.history["val_accuracy"][0] > best:
+            best, weights = h.history["val_accuracy"][0], m.get_weights()
+    m.set_weights(weights)
+    src, out = pathlib.Path(tmp) / "finetuned.keras", pathlib.Path(tmp) / "finetuned-int8.tflite"
+    m.save(src)
+    edgeq.convert(str(src), str(CALIB), str(out), labels=str(LABELS))
+    return (f"control: float fine-tune {epochs} epochs, then PTQ int8", str(out),
+            "same data/epochs/lr as QAT, no fake quantization")
 
 
 def qat_variant(keras_path: pathlib.Path, out: pathlib.Path, epochs: int) -> tuple[str, str]:
@@ -115,6 +140,9 @@ def main() -> None:
                 out = pathlib.Path(tmp) / f"{keras_path.stem}-qat.tflite"
                 notes.append(qat_variant(keras_path, out, args.qat_epochs))
                 outputs.append(str(out))
+                name, path, note = finetune_control(keras_path, tmp, args.qat_epochs)
+                notes.append((name, note))
+                outputs.append(path)
             report = evaluate(str(keras_path), outputs, data)
             ref = report.models[0]
             rows.append((model_name, "float32 (Keras)", ref.top1, None, 100.0, float("inf"), ref.size_bytes, ""))

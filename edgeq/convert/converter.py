@@ -108,6 +108,10 @@ def convert(model: Any, calibration: Any = None, output: str | os.PathLike | Non
     plan = plan_conversion(model, calibration, output, recipe=recipe, target=target, task=task, labels=labels,
                            force=force, num_samples=num_samples, seed=seed, save_recipe=save_recipe,
                            transform=transform)
+    if plan.recipe.range_method == AUTO:  # held-out items exist? (before TensorFlow loads)
+        from .select import heldout_dataset
+
+        heldout_dataset(plan.dataset)
     with prepared_converter(model, plan.dataset, plan.recipe, preprocess, preprocess_options, quiet=quiet,
                             progress=progress, target=target) as prep:
         quantized = run_quantizer(plan.recipe, quiet, lambda _native_log: quantize(prep, plan.recipe, plan.dataset),

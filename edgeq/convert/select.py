@@ -21,7 +21,7 @@ from .calibration import CalibrationDataset
 from .quantize import CalibratedModel
 from .ranges import AUTO, RANGE_METHODS, adjustable_tensors, collect_histograms, minmax_range
 
-__all__ = ["AUTO", "RangeSelection", "heldout_tensors", "select_range_method", "tensor_scorer"]
+__all__ = ["AUTO", "RangeSelection", "heldout_dataset", "heldout_tensors", "select_range_method", "tensor_scorer"]
 HELDOUT_SAMPLES = 500
 
 ScoreFunction = Callable[[bytes], tuple[float, float]]
@@ -83,11 +83,13 @@ def select_range_method(cal: CalibratedModel, samples: Callable[[], Iterable[np.
     return chosen, RangeSelection(cands, measured_on, n)
 
 
-def heldout_tensors(dataset: CalibrationDataset, limit: int = HELDOUT_SAMPLES) -> np.ndarray:
-    """Preprocessed calibration items the calibration did not use (those beyond --num-samples).
+def heldout_dataset(dataset: CalibrationDataset | None, limit: int = HELDOUT_SAMPLES) -> CalibrationDataset:
+    """The calibration source sampled further: its items beyond the calibration ones are held out.
 
     The sampling is a seeded permutation, so a larger sample with the same seed starts with the same
-    items: its tail is disjoint from the calibration set."""
+    items: its tail is disjoint from the calibration set. Cheap (no decoding): checked before TensorFlow."""
+    if dataset is None:
+        raise UsageError("--range-method auto needs calibration data")
     if dataset.kind not in ("folder", "glob", "array"):
         raise UsageError(f"--range-method auto needs held-out data, and a {dataset.kind} calibration source has "
                          "none: give evaluation data, or an image folder/glob/array calibration source")
@@ -97,6 +99,12 @@ def heldout_tensors(dataset: CalibrationDataset, limit: int = HELDOUT_SAMPLES) -
         raise UsageError(f"--range-method auto measures on held-out data, and {dataset.describe()} has no items "
                          f"beyond the {len(dataset)} used for calibration: lower --num-samples, add images, or "
                          "give evaluation data (convert --max-accuracy-drop ... --eval-data)")
+    return more
+
+
+def heldout_tensors(dataset: CalibrationDataset, limit: int = HELDOUT_SAMPLES) -> np.ndarray:
+    """Preprocessed calibration items the calibration did not use (those beyond --num-samples)."""
+    more = heldout_dataset(dataset, limit)
     tensors = list(more)[len(dataset):] if not dataset.skipped else _tail(more, dataset)
     if not tensors:
         raise UsageError(f"--range-method auto: the held-out items of {dataset.describe()} are unreadable")
