@@ -18,5 +18,14 @@ from .modelinfo import inspect_model  # noqa: E402
 from .preprocess import Preprocess  # noqa: E402
 from .runtime import EdgeModel, load  # noqa: E402  (the interpreter backend is imported inside load())
 
+
+def qat(model, train_data, val_data, output, **options):  # see edgeq.accuracy.qat.qat for the options
+    """Quantization-aware fine-tuning, then a full-integer .tflite: ``edgeq.accuracy.qat.qat`` (Keras loads here)."""
+    from .accuracy.qat import qat as run_qat
+
+    return run_qat(model, train_data, val_data, output, **options)
+
+
 __all__ = ["CalibrationDataset", "ConversionResult", "EdgeModel", "EdgeqError", "EdgeqMetadata", "Preprocess",
-           "RECIPES", "Recipe", "convert", "inspect_model", "load", "make_recipe", "read_metadata", "__version__"]
+           "RECIPES", "Recipe", "convert", "inspect_model", "load", "make_recipe", "qat",
+           "read_metadata", "__version__"]

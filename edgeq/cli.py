@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "edgetpu": ("edgeq.commands.edgetpu", "Edge TPU pre-flight check and compiler integration."),
     "demo": ("edgeq.commands.demo", "Convert, evaluate, benchmark and run the bundled model; write a report."),
     "report": ("edgeq.commands.report", "One self-contained HTML page from saved --json results."),
+    "qat": ("edgeq.commands.qat", "Quantization-aware fine-tuning, then a full-integer .tflite."),
 }
 
 

@@ -126,7 +126,9 @@ def format_report(r: ModelReport) -> str:
     if m is None:
         lines.append("edgeq metadata: none (foreign model: give preprocessing options where needed)")
     else:
-        lines.append(f"edgeq metadata: task={m.task}, recipe={m.recipe.get('name', '?')}, "
+        n_float = len(m.recipe.get("float_nodes") or ())
+        recipe = m.recipe.get("name", "?") + (f" ({n_float} float op(s))" if n_float else "")
+        lines.append(f"edgeq metadata: task={m.task}, recipe={recipe}, "
                      f"preprocess={m.preprocess.describe() if m.preprocess else 'none'}, labels={len(m.labels)}")
         if m.calibration:
             c = m.calibration

@@ -57,6 +57,8 @@ def test_hard_case_full_int8_loses_over_a_point_and_the_mixed_model_meets_half_a
     assert first["drop"] > 1.0 and not first["met"] and first["float_layers"] == []
     assert acc["met"] and chosen["met"] and chosen["drop"] <= 0.5 and acc["miss"] == 0
     assert any("bottleneck" in name for name in chosen["float_layers"])
+    assert hard_mixed.recipe.name == "mixed" and acc["float_op_count"] == len(chosen["float_nodes"])
+    assert all(s["drop"] < acc["steps"][0]["drop"] for s in acc["steps"] if s["kept"] and s["float_layers"])
     # the model really is mixed: float ops inside, int8 I/O, recipe embedded and saved beside it
     rep = hard_mixed.report
     assert not rep.full_integer and rep.inputs[0].dtype == "int8"

@@ -17,6 +17,10 @@ from ..errors import DataError, UsageError
 from ..preprocess import Preprocess, resolve_preprocess
 from .data import EvalData, read_eval_data
 from .runners import ModelRunner, open_runner
+from .stats import DropInterval, drop_interval, resolution_note
+
+NOISY_CI_WIDTH = 1.0   # points: a drop whose CI is wider than this gets a resolution warning
+MIN_SAMPLES = 1000     # below: one point is under 10 samples, whatever the interval says (0 of 100 is not 0%)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,6 +55,7 @@ class Comparison:
     size_bytes: int
     reference_size_bytes: int
     top1_drop: float | None     # reference top-1 minus candidate top-1, in points
+    drop_ci: DropInterval | None = None   # bootstrap CI of the top-1 drop (labelled) or of the disagreement
 
     @property
     def sqnr_db(self) -> float:
@@ -68,7 +73,8 @@ class Comparison:
     def to_dict(self) -> dict[str, Any]:
         return {"candidate": self.candidate, "reference": self.reference, "agreement": self.agreement,
                 "sqnr_db": _finite(self.sqnr_db), "cosine": self.cosine, "max_abs_error": self.max_abs_error,
-                "top1_drop": self.top1_drop, "size_bytes": self.size_bytes,
+                "top1_drop": self.top1_drop, "drop_ci": self.drop_ci.to_dict() if self.drop_ci else None,
+                "size_bytes": self.size_bytes,
                 "size_ratio": round(self.reference_size_bytes / self.size_bytes, 3) if self.size_bytes else None,
                 "outputs": [{**o.to_dict(), "sqnr_db": _finite(o.sqnr_db)} for o in self.outputs]}
 
@@ -99,6 +105,7 @@ class _ComparisonStats:
     def __init__(self, n_outputs: int):
         self.agree = 0
         self.count = 0
+        self.disagree: list[np.ndarray] = []   # per sample, for the bootstrap interval
         self.signal = np.zeros(n_outputs)
         self.noise = np.zeros(n_outputs)
         self.cos_sum = np.zeros(n_outputs)
@@ -107,7 +114,9 @@ class _ComparisonStats:
     def update(self, ref: list[np.ndarray], cand: list[np.ndarray]) -> None:
         n = len(ref[0])
         self.count += n
-        self.agree += int(np.sum(_argmax(ref[0]) == _argmax(cand[0])))
+        same = _argmax(ref[0]) == _argmax(cand[0])
+        self.agree += int(np.sum(same))
+        self.disagree.append(~same)
         for k, (r, c) in enumerate(zip(ref, cand)):
             r2, c2 = r.reshape(n, -1).astype(np.float64), c.reshape(n, -1).astype(np.float64)
             d = r2 - c2
@@ -197,6 +206,7 @@ def _evaluate(runners: list[ModelRunner], dataset: EvalData, preprocess_options:
     correct1 = np.zeros(len(runners), np.int64)
     correct5 = np.zeros(len(runners), np.int64)
     stats: list[_ComparisonStats] | None = None
+    hits: list[list[np.ndarray]] = [[] for _ in runners]   # per model, per sample top-1 correct (labelled)
     num_classes = 0
     total = len(dataset)
     done = 0
@@ -223,7 +233,9 @@ def _evaluate(runners: list[ModelRunner], dataset: EvalData, preprocess_options:
             y = dataset.labels[np.asarray(indices)]
             for m, o in enumerate(outs):
                 scores = o[0].reshape(len(y), -1)
-                correct1[m] += int(np.sum(np.argmax(scores, axis=1) == y))
+                hit = np.argmax(scores, axis=1) == y
+                hits[m].append(hit)
+                correct1[m] += int(np.sum(hit))
                 if num_classes >= 5:
                     top5 = np.argpartition(-scores, 4, axis=1)[:, :5]
                     correct5[m] += int(np.sum(np.any(top5 == y[:, None], axis=1)))
@@ -242,12 +254,13 @@ def _evaluate(runners: list[ModelRunner], dataset: EvalData, preprocess_options:
             flush()
     if pending:
         flush()
-    return _report(runners, dataset, pre, correct1, correct5, num_classes, stats or [], warnings)
+    return _report(runners, dataset, pre, correct1, correct5, num_classes, stats or [], warnings,
+                   [np.concatenate(h) if h else np.zeros(0, bool) for h in hits])
 
 
 def _report(runners: list[ModelRunner], dataset: EvalData, pre: Preprocess, correct1: np.ndarray,
             correct5: np.ndarray, num_classes: int, stats: list[_ComparisonStats],
-            warnings: list[str]) -> EvalReport:
+            warnings: list[str], hits: list[np.ndarray] | None = None) -> EvalReport:
     n = len(dataset)
     models = []
     for m, r in enumerate(runners):
@@ -261,8 +274,15 @@ def _report(runners: list[ModelRunner], dataset: EvalData, pre: Preprocess, corr
                                       sqnr_db(s.signal[k], s.noise[k]), float(s.cos_sum[k] / s.count),
                                       float(s.max_abs[k])) for k in range(len(s.signal)))
         drop = models[0].top1 - models[m].top1 if dataset.labelled else None
+        lost = (hits[0].astype(np.int8) - hits[m].astype(np.int8) if dataset.labelled and hits
+                else np.concatenate(s.disagree).astype(np.int8))
+        ci = drop_interval(lost)
         comps.append(Comparison(runners[m].path, runners[0].path, 100.0 * s.agree / s.count, outs,
-                                runners[m].size_bytes, runners[0].size_bytes, drop))
+                                runners[m].size_bytes, runners[0].size_bytes, drop, ci))
+        if ci.high - ci.low > NOISY_CI_WIDTH or n < MIN_SAMPLES:
+            what = "top-1 drop" if dataset.labelled else "disagreement with the reference"
+            warnings.append(f"{resolution_note(n)}: the {what} of {runners[m].path} is {ci.describe()}; "
+                            "differences inside that interval are noise: evaluate on more samples")
     if not dataset.labelled:
         warnings.append(f"{dataset.source} has no labels: reporting agreement with the reference only")
     return EvalReport(dataset.source, n, dataset.labelled, pre, tuple(models), tuple(comps), tuple(warnings))
@@ -282,6 +302,9 @@ def format_report(r: EvalReport) -> str:
         drop = f"{c.top1_drop:8.2f}" if c.top1_drop is not None else f"{'-':>8}"
         lines.append(f"{_short(c.candidate):<48} {c.agreement:8.2f} {drop} {c.sqnr_db:8.2f} {c.cosine:8.5f} "
                      f"{c.max_abs_error:9.4g}")
+        if c.drop_ci is not None:
+            what = "top-1 drop" if c.top1_drop is not None else "disagreement"
+            lines.append(f"    {what} {c.drop_ci.describe()}; {resolution_note(c.drop_ci.samples)}")
         if len(c.outputs) > 1:
             for o in c.outputs:
                 lines.append(f"    {o.name}: SQNR {o.sqnr_db:.2f} dB, cosine {o.cosine:.5f}, "

@@ -42,10 +42,15 @@ def format_result(r) -> str:
         from ..edgetpu import format_report
 
         lines.append("  " + format_report(r.edgetpu, show_ops=False).replace("\n", "\n  "))
-    if getattr(r, "accuracy", None):  # --max-accuracy-drop
+    if getattr(r, "accuracy", None) and "steps" in r.accuracy:  # --max-accuracy-drop / --max-agreement-drop
         from ..accuracy.mixed import format_search
 
         lines.append("  " + format_search(r.accuracy).replace("\n", "\n  "))
+    if getattr(r, "accuracy", None) and "range_selection" in r.accuracy:  # --range-method auto
+        sel = r.accuracy["range_selection"]
+        lines.append(f"  range method: {sel['chosen']} (measured on {sel['samples']} samples of {sel['measured_on']}: "
+                     + ", ".join(f"{c['method']} drop {c['drop']:.2f} / SQNR {c['sqnr_db']} dB"
+                                 for c in sel["candidates"]) + ")")
     lines.append(f"  time: {r.seconds:.1f} s")
     return "\n".join(lines)
 
@@ -73,9 +78,13 @@ def format_result(r) -> str:
 @click.option("--max-accuracy-drop", type=float, metavar="POINTS",
               help="Accuracy budget: keep the most sensitive layers in float until the top-1 drop on "
                    "--eval-data is at most POINTS (float layers do not run on the Edge TPU).")
-@click.option("--eval-data", metavar="SRC", help="Labelled data for --max-accuracy-drop (as in `edgeq eval --data`).")
-@click.option("--range-method", type=click.Choice(list(RANGE_METHODS)), default=None,
-              help="Activation ranges: minmax (TFLite's, default), percentile (99.99%) or mse (MSE-optimal).")
+@click.option("--max-agreement-drop", type=float, metavar="POINTS",
+              help="Budget for unlabelled --eval-data: top-1 agreement with the float model may drop at most POINTS.")
+@click.option("--eval-data", metavar="SRC", help="Data for the budget (as in `edgeq eval --data`; labelled for "
+                                                  "--max-accuracy-drop).")
+@click.option("--range-method", type=click.Choice([*RANGE_METHODS, "auto"]), default=None,
+              help="Activation ranges: minmax (TFLite's, default), percentile (99.99%), mse (MSE-optimal) or auto "
+                   "(each measured on --eval-data, else on calibration items beyond --num-samples; best kept).")
 @click.option("--target", type=click.Choice(["edgetpu"]), default=None,
               help="Shape the model for an accelerator. edgetpu: 8-bit full integer, uint8 I/O (default recipe "
                    "uint8), per-channel, batch 1 and static shapes, then the Edge TPU pre-flight check.")
@@ -83,8 +92,8 @@ def format_result(r) -> str:
 @json_option
 @click.pass_obj
 def command(ctx, model, calib, output, recipe, recipe_file, num_samples, seed, labels, task, postprocess,
-            postprocess_option, per_tensor,
-            float_io, allow_float_fallback, force, target, max_accuracy_drop, eval_data, range_method,
+            postprocess_option, per_tensor, float_io, allow_float_fallback, force, target, max_accuracy_drop,
+            max_agreement_drop, eval_data, range_method,
             input_size, color, value_range, mean, std, resize,
             json_path):
     """Quantize MODEL (.keras, .h5 or SavedModel dir) into a .tflite file.
@@ -106,17 +115,19 @@ def command(ctx, model, calib, output, recipe, recipe_file, num_samples, seed, l
     opts = preprocess_kwargs(input_size, color, value_range, mean, std, resize)
     options = dict(recipe=rec, num_samples=num_samples, seed=seed, labels=labels, task=task, force=force,
                    preprocess_options=opts, quiet=not ctx.verbose, target=target)
+    budgeted = max_accuracy_drop is not None or max_agreement_drop is not None or eval_data is not None
     if postprocess or postprocess_option:
-        if max_accuracy_drop is not None or eval_data is not None:
+        if budgeted:
             raise UsageError("--postprocess with --max-accuracy-drop is not supported yet: convert to the budget, "
                              "then convert again with --recipe-file OUT.recipe.json --postprocess NAME")
         options.update(postprocess=postprocess, postprocess_options=parse_postprocess_options(postprocess_option))
     with progress_bar(ctx, "calibrating") as progress:
-        if max_accuracy_drop is not None or eval_data is not None:
+        if budgeted:
             from ..accuracy.budget import convert_to_budget
 
             result = convert_to_budget(model, calib, output, max_accuracy_drop=max_accuracy_drop,
-                                       eval_data=eval_data, progress=progress, info=ctx.info, **options)
+                                       max_agreement_drop=max_agreement_drop, eval_data=eval_data,
+                                       progress=progress, info=ctx.info, **options)
         else:
             result = convert(model, calib, output, progress=progress, **options)
     for w in result.warnings:

@@ -26,7 +26,8 @@ from ..modelinfo import ModelReport, inspect_model
 from ..preprocess import Preprocess
 from .calibration import CalibrationDataset
 from .plan import ConversionPlan, plan_conversion, recipe_path_for
-from .ranges import calibrate
+from .quantize import input_batches
+from .ranges import AUTO, calibrate
 from .recipes import Recipe
 from .source import (
     describe_source_model,
@@ -110,9 +111,14 @@ def convert(model: Any, calibration: Any = None, output: str | os.PathLike | Non
     plan = plan_conversion(model, calibration, output, recipe=recipe, target=target, task=task, labels=labels,
                            force=force, num_samples=num_samples, seed=seed, save_recipe=save_recipe,
                            transform=transform, postprocess=postprocess, postprocess_options=postprocess_options)
+    if plan.recipe.range_method == AUTO:  # held-out items exist? (before TensorFlow loads)
+        from .select import heldout_dataset
+
+        heldout_dataset(plan.dataset)
     with prepared_converter(model, plan.dataset, plan.recipe, preprocess, preprocess_options, quiet=quiet,
                             progress=progress, target=target) as prep:
-        quantized = run_quantizer(plan.recipe, quiet, lambda _native_log: quantize(prep, plan.recipe), plan.dataset)
+        quantized = run_quantizer(plan.recipe, quiet, lambda _native_log: quantize(prep, plan.recipe, plan.dataset),
+                                  plan.dataset)
     return finish_conversion(plan, prep, quantized, started)
 
 
@@ -215,8 +221,20 @@ def _with_progress(dataset: CalibrationDataset, progress: Callable[[int, int], N
 
 
 # ---- step 3: quantize -------------------------------------------------------------------------
-def quantize(prep: PreparedConverter, rec: Recipe) -> Quantized:
-    """TFLite's converter, or calibrate-once selective quantization for float layers and range methods."""
+def quantize(prep: PreparedConverter, rec: Recipe, dataset: CalibrationDataset | None = None) -> Quantized:
+    """TFLite's converter, or calibrate-once selective quantization for float layers and range methods
+    (``auto``: chosen by measurement on the calibration items beyond --num-samples)."""
+    if rec.range_method == AUTO:
+        from .select import heldout_tensors, select_range_method, tensor_scorer
+
+        if dataset is None:
+            raise UsageError("--range-method auto needs calibration data")
+        cal = calibrate(prep.tf, prep.converter, rec, prep.representative)
+        heldout = heldout_tensors(dataset)
+        cal, sel = select_range_method(cal, input_batches(prep.representative), tensor_scorer(cal.data, heldout),
+                                       f"held-out calibration items of {dataset.describe()}", len(heldout))
+        return Quantized(cal.quantize(rec.float_nodes, rec.float_ops), cal.recipe.replace(notes=sel.describe()),
+                         (), {"range_selection": sel.to_dict()})
     if rec.float_nodes or rec.float_ops or rec.range_method != "minmax":
         cal = calibrate(prep.tf, prep.converter, rec, prep.representative)
         return Quantized(cal.quantize(rec.float_nodes, rec.float_ops), rec)

@@ -10,8 +10,8 @@ with all tensors preserved) and choose a narrower range:
   (clipping error + rounding error step²/12), searched over the histogram.
 
 The new ranges are written into the calibrated model and quantized by TFLite's own quantizer.
-``minmax`` (TFLite's choice) stays the default: see the README's accuracy table for when the
-others win.
+``minmax`` (TFLite's choice) stays the default; ``auto`` measures all three on held-out data and
+keeps the best (``edgeq.convert.select``): see the README's accuracy table for when the others win.
 
 ``RANGE_METHODS`` maps each name (``--range-method``, ``Recipe.range_method``) to its function,
 ``(histogram, recorded min, recorded max) -> (min, max)``, as ai-edge-quantizer's algorithm
@@ -121,8 +121,13 @@ def range_method(name: str) -> RangeFunction:
         raise UsageError(f"unknown range method {name!r}; valid range methods: {', '.join(RANGE_METHODS)}") from None
 
 
+AUTO = "auto"
+"""Not a function: choose among RANGE_METHODS by measurement on held-out data (``edgeq.convert.select``)."""
+
+
 def check_range_method(name: str) -> str:
-    range_method(name)
+    if name != AUTO:
+        range_method(name)
     return name
 
 
@@ -151,6 +156,6 @@ def apply_range_method(cal: CalibratedModel, method: str,
 def calibrate(tf: Any, converter: Any, rec: Recipe, rep: Callable | None) -> CalibratedModel:
     """Calibrate once with the recipe's range method applied: ready to quantize with any float layers."""
     cal = CalibratedModel.calibrate(tf, converter, rec)
-    if rec.range_method != "minmax":
+    if rec.range_method not in ("minmax", AUTO):  # auto: the caller measures (edgeq.convert.select)
         cal = apply_range_method(cal, rec.range_method, input_batches(rep))
     return cal
