@@ -136,3 +136,19 @@ def test_cli_qat_writes_a_full_integer_model_and_json(tmp_path, capsys):
     d = json.loads(js.read_text())
     assert d["conversion"]["full_integer"] and len(d["history"]) == 2 and out.is_file()
     assert "fake-quant validation top-1" in capsys.readouterr().err
+
+
+def test_qat_for_the_edge_tpu_gives_a_model_that_maps_fully(fashion_train, tmp_path):
+    """The point of QAT for the Edge TPU: every layer 8-bit (a mixed model keeps float ops, which the
+    compiler cannot map: tests/test_edgetpu.py), and the check passes on the result."""
+    x, y = fashion_train
+    r = edgeq.qat(str(ROOT / "models" / "fashion_mnist_dsconv.keras"), read_eval_data(x[:2000], y[:2000]),
+                  read_eval_data(x[59000:], y[59000:]), tmp_path / "tpu.tflite", epochs=1, lr=1e-4,
+                  recipe="uint8", target="edgetpu", labels=str(LABELS))
+    rep = r.conversion.report
+    assert rep.full_integer and rep.inputs[0].dtype == "uint8" and rep.inputs[0].shape[0] == 1
+    from edgeq.edgetpu import check_model
+
+    check = check_model(tmp_path / "tpu.tflite")
+    assert check.compatible and check.first_unmapped is None and not check.refused
+    assert r.int8_val_top1 > 80  # still the trained classifier (1,000 validation images)
