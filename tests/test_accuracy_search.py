@@ -163,3 +163,7 @@ def test_cli_agreement_budget_on_unlabelled_images_and_the_top1_budget_refused(t
     assert acc["metric"] == "agreement" and acc["reference"]["top1"] is None
     assert acc["resolution"] == "300 samples: 1 point = 3 samples"
     assert "300 samples: 1 point = 3 samples" in capsys.readouterr().err
+    # evaluation data is given, so the range method was chosen by measurement on it (the CLI default)
+    d = json.loads(js.read_text())
+    assert "range_selection" in d["accuracy"], sorted(d["accuracy"])
+    assert d["recipe"]["range_method"] in ("minmax", "percentile", "mse")

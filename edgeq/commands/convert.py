@@ -83,8 +83,9 @@ def format_result(r) -> str:
 @click.option("--eval-data", metavar="SRC", help="Data for the budget (as in `edgeq eval --data`; labelled for "
                                                   "--max-accuracy-drop).")
 @click.option("--range-method", type=click.Choice([*RANGE_METHODS, "auto"]), default=None,
-              help="Activation ranges: minmax (TFLite's, default), percentile (99.99%), mse (MSE-optimal) or auto "
-                   "(each measured on --eval-data, else on calibration items beyond --num-samples; best kept).")
+              help="Activation ranges: minmax (TFLite's, the default), percentile (99.99%), mse (MSE-optimal) or auto "
+                   "(each measured on --eval-data, else on calibration items beyond --num-samples; best kept). "
+                   "With --max-accuracy-drop/--max-agreement-drop the default is auto.")
 @click.option("--target", type=click.Choice(["edgetpu"]), default=None,
               help="Shape the model for an accelerator. edgetpu: 8-bit full integer, uint8 I/O (default recipe "
                    "uint8), per-channel, batch 1 and static shapes, then the Edge TPU pre-flight check.")
@@ -109,13 +110,15 @@ def command(ctx, model, calib, output, recipe, recipe_file, num_samples, seed, l
         raise click.UsageError("give --recipe or --recipe-file, not both")
     check_outputs([model, calib, labels, recipe_file, eval_data], force=force, created={"-o/--output": output},
                   reports={"--json": json_path})
+    budgeted = max_accuracy_drop is not None or max_agreement_drop is not None or eval_data is not None
+    if budgeted and range_method is None and not recipe_file:
+        range_method = "auto"  # evaluation data is given: the range method is chosen by measurement on it
     base = Recipe.load(recipe_file) if recipe_file else (recipe or ("uint8" if target == "edgetpu" else "int8"))
     rec = make_recipe(base, per_tensor=per_tensor, float_io=float_io, allow_float_fallback=allow_float_fallback,
                       range_method=range_method)  # the target's own check runs in convert
     opts = preprocess_kwargs(input_size, color, value_range, mean, std, resize)
     options = dict(recipe=rec, num_samples=num_samples, seed=seed, labels=labels, task=task, force=force,
                    preprocess_options=opts, quiet=not ctx.verbose, target=target)
-    budgeted = max_accuracy_drop is not None or max_agreement_drop is not None or eval_data is not None
     if postprocess or postprocess_option:
         if budgeted:
             raise UsageError("--postprocess with --max-accuracy-drop is not supported yet: convert to the budget, "
