@@ -215,3 +215,27 @@ def test_int4_recipe_on_a_keras_source(tmp_path, fashion_test):
     images, labels = fashion_test
     pred = np.array([int(np.argmax(m.run(m.prepare(img))[0])) for img in images[:500]])
     assert (pred == labels[:500]).mean() > 0.8
+
+
+@pytest.mark.convert
+def test_op_without_int8_kernel_is_named_and_fallback_gives_a_working_model(tmp_path, vtest_path):
+    """A float .tflite with SIN (no int8 implementation): refused by name; --allow-float-fallback runs and says so."""
+    import keras
+    import tensorflow as tf
+
+    from edgeq.convert.plan import make_recipe
+
+    inp = keras.Input((32, 32, 3))
+    x = keras.layers.Conv2D(8, 3)(inp)
+    x = keras.layers.Lambda(lambda t: keras.ops.sin(t))(x)
+    model = keras.Model(inp, keras.layers.Conv2D(4, 3)(x))
+    src = tmp_path / "sin.tflite"
+    src.write_bytes(tf.lite.TFLiteConverter.from_keras_model(model).convert())
+    with pytest.raises(ConversionError, match=r"not full integer.*SIN.*--allow-float-fallback"):
+        convert(str(src), str(vtest_path), str(tmp_path / "a.tflite"), num_samples=10)
+    r = convert(str(src), str(vtest_path), str(tmp_path / "b.tflite"), num_samples=10,
+                recipe=make_recipe("int8", allow_float_fallback=True))
+    assert not r.report.full_integer and any(op.startswith("SIN") for op in r.report.float_ops)
+    assert any("left in float" in w and "SIN" in w for w in r.warnings)
+    m = edgeq.load(r.output)
+    assert m.run(m.prepare(np.zeros((64, 64, 3), np.uint8)))[0].shape == (1, 28, 28, 4)
