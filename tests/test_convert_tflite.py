@@ -127,7 +127,8 @@ def test_sparse_full_range_detector(tmp_path_factory, vtest_path, eval_images):
     assert min(o.cosine for o in outs.values()) > 0.95, outs
 
 
-@pytest.mark.parametrize("recipe,kw,dtype", [("uint8", {}, "uint8"), ("int8", {"float_io": True}, "float32")])
+@pytest.mark.parametrize("recipe,kw,dtype", [("uint8", {}, "uint8"), ("int8", {"float_io": True}, "float32"),
+                                             ("int16x8", {}, "int16")])
 def test_uint8_and_float_io(tmp_path_factory, vtest_path, eval_images, recipe, kw, dtype):
     from edgeq.convert.plan import make_recipe
 

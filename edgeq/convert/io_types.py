@@ -17,8 +17,9 @@ _QUANTIZE, _DEQUANTIZE = 114, 6
 
 
 def set_io_dtype(model_bytes: bytes, io_dtype: str) -> bytes:
-    """The model with every int8 graph input/output re-typed to ``io_dtype`` ("int8": unchanged)."""
-    if io_dtype == "int8":
+    """The model with every int8 graph input/output re-typed to ``io_dtype`` ("int8", and "int16" which
+    ai-edge-quantizer's int16x8 writes itself: unchanged)."""
+    if io_dtype in ("int8", "int16"):
         return model_bytes
     if io_dtype not in ("uint8", "float32"):
         raise ConversionError(f"model I/O type {io_dtype!r} is not available for this source; use int8, uint8 "
