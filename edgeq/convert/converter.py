@@ -209,7 +209,7 @@ def _export_keras(tf: Any, keras_model: Any, saved_dir: str, target: str | None,
 def configure_converter(tf: Any, converter: Any, recipe: Recipe, rep: Callable | None) -> None:
     """Set the TFLiteConverter's optimizations, op sets and I/O types for the recipe."""
     dtypes = {"int8": tf.int8, "uint8": tf.uint8, "int16": tf.int16, "float32": tf.float32}
-    if recipe.weights == "int4":  # a float .tflite for ai-edge-quantizer (foreign.py)
+    if recipe.weights == "int4":  # a float .tflite for ai-edge-quantizer (tflite_source.py)
         return
     if recipe.name == "float16" or recipe.weights == "float16":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
