@@ -97,7 +97,7 @@ def command(ctx, model, calib, output, recipe, recipe_file, num_samples, seed, l
             max_agreement_drop, eval_data, range_method,
             input_size, color, value_range, mean, std, resize,
             json_path):
-    """Quantize MODEL (.keras, .h5 or SavedModel dir) into a .tflite file.
+    """Quantize MODEL (.keras, .h5, SavedModel dir, float .tflite or .onnx) into a .tflite file.
 
     The preprocessing contract (size, colour, value range), labels, recipe and a calibration
     summary are embedded in the output, so `edgeq run`/`bench`/`eval` apply them by themselves.

@@ -100,7 +100,8 @@ def convert(model: Any, calibration: Any = None, output: str | os.PathLike | Non
             postprocess: str | None = None, postprocess_options: dict[str, Any] | None = None) -> ConversionResult:
     """Quantize a float model with calibration data and write the .tflite atomically.
 
-    model: a .keras/.h5 path, a SavedModel directory, or an in-memory Keras model.
+    model: a .keras/.h5 path, a SavedModel directory, an in-memory Keras model, a float .tflite (through
+    ai-edge-quantizer, edgeq[tflite]) or an .onnx file (through onnx2tf, edgeq[onnx]; NCHW becomes NHWC).
     calibration: a ``CalibrationDataset`` or anything it accepts as a source.
     recipe: a recipe name or a Recipe (``make_recipe("int8", per_tensor=True, range_method="mse")``);
     default int8, or uint8 with target="edgetpu".
@@ -115,11 +116,33 @@ def convert(model: Any, calibration: Any = None, output: str | os.PathLike | Non
         from .select import heldout_dataset
 
         heldout_dataset(plan.dataset)
+    if plan.kind == "tflite_file" or plan.recipe.weights == "int4":  # ai-edge-quantizer's route
+        return _convert_with_aeq(plan, model, preprocess, preprocess_options, quiet, target, started)
     with prepared_converter(model, plan.dataset, plan.recipe, preprocess, preprocess_options, quiet=quiet,
                             progress=progress, target=target) as prep:
         quantized = run_quantizer(plan.recipe, quiet, lambda _native_log: quantize(prep, plan.recipe, plan.dataset),
                                   plan.dataset)
     return finish_conversion(plan, prep, quantized, started)
+
+
+def _convert_with_aeq(plan: ConversionPlan, model: Any, preprocess: Preprocess | None,
+                      preprocess_options: dict[str, Any] | None, quiet: bool, target: str | None,
+                      started: float) -> ConversionResult:
+    """A float .tflite source (or an int4 recipe: Keras -> float .tflite first) through ai-edge-quantizer
+    (``tflite_source.py``), then the same checks, metadata and write as every conversion."""
+    from .tflite_source import prepare_tflite_source, quantize_float_tflite
+
+    if plan.kind == "tflite_file":
+        src, pre, warnings = prepare_tflite_source(plan.source, None, plan.dataset, preprocess, preprocess_options)
+        prep = PreparedConverter(None, None, None, pre, None, plan.source, warnings, src.float_weights_bytes)
+    else:
+        with prepared_converter(model, plan.dataset, plan.recipe, preprocess, preprocess_options, quiet=quiet,
+                                target=target) as prep:
+            float_model = run_quantizer(plan.recipe, quiet, lambda _log: bytes(prep.converter.convert()))
+        src, _, _ = prepare_tflite_source(plan.source, float_model, None, prep.preprocess, None)
+    data = run_quantizer(plan.recipe, quiet, lambda _log: quantize_float_tflite(src, plan.dataset, plan.recipe),
+                         plan.dataset)
+    return finish_conversion(plan, prep, Quantized(data, plan.recipe), started)
 
 
 # ---- step 2: the converter ------------------------------------------------------------------
@@ -134,6 +157,7 @@ class PreparedConverter:
     keras_model: Any
     saved_dir: str
     warnings: tuple[str, ...] = ()
+    float_bytes: int | None = None   # the float weights' bytes when known without TensorFlow (.tflite sources)
 
 
 @contextlib.contextmanager
@@ -144,6 +168,17 @@ def prepared_converter(model: Any, dataset: CalibrationDataset | None, rec: Reci
     """Load the model, export a SavedModel (temporary), settle the preprocessing contract and
     configure a TFLiteConverter for the recipe. The export lives until the context exits."""
     kind, desc = describe_source_model(model)
+    if kind == "tflite_file":
+        raise UsageError(f"{desc}: a .tflite source is quantized by `edgeq convert` alone (int8/uint8/int16x8/int4 "
+                         "recipes); --max-accuracy-drop and layer analysis need the Keras/SavedModel original")
+    if kind == "onnx_file":  # onnx2tf -> a temporary SavedModel (NHWC), then the SavedModel path
+        from .onnx_source import onnx_as_saved_model
+
+        with onnx_as_saved_model(desc, preprocess_options, quiet=quiet) as saved, \
+                prepared_converter(saved.saved_dir, dataset, rec, preprocess, preprocess_options, quiet=quiet,
+                                   progress=progress, target=target) as prep:
+            yield dataclasses.replace(prep, float_bytes=saved.float_bytes, warnings=prep.warnings + saved.warnings)
+        return
     tf = import_tensorflow()
     opts = dict(preprocess_options or {})
     keras_model = load_keras(desc) if kind == "keras_file" else (model if kind == "keras_model" else None)
@@ -185,6 +220,8 @@ def configure_converter(tf: Any, converter: Any, recipe: Recipe, rep: Callable |
     dtypes = {"int8": tf.int8, "uint8": tf.uint8, "int16": tf.int16, "float32": tf.float32}
     if recipe.weights == "float32" and recipe.activations == "float32" and not recipe.needs_calibration:
         return  # the float reference: TFLite's plain conversion, no optimization at all
+    if recipe.weights == "int4":  # a float .tflite for ai-edge-quantizer (tflite_source.py)
+        return
     if recipe.name == "float16" or recipe.weights == "float16":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.target_spec.supported_types = [tf.float16]
@@ -322,7 +359,8 @@ def finish_conversion(plan: ConversionPlan, prep: PreparedConverter, quantized: 
     for w in warnings:
         log.warning("%s", w)
     return ConversionResult(output=str(out), recipe=rec, report=inspect_model(out),
-                            float_weights_bytes=float_weights_bytes(prep.keras_model, plan.kind, prep.saved_dir),
+                            float_weights_bytes=prep.float_bytes if prep.float_bytes is not None
+                            else float_weights_bytes(prep.keras_model, plan.kind, prep.saved_dir),
                             calibration=calib, preprocess=prep.preprocess, seconds=time.perf_counter() - started,
                             warnings=tuple(warnings), accuracy=quantized.accuracy, edgetpu=edgetpu)
 

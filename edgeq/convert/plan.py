@@ -79,6 +79,10 @@ def plan_conversion(model: Any, calibration: Any, output: str | os.PathLike | No
     if task not in tasks:
         raise UsageError(f"unknown task {task!r}; expected one of {', '.join(tasks)}")
     kind, desc = describe_source_model(model)
+    if kind == "tflite_file" or rec.weights == "int4":  # ai-edge-quantizer's route: its recipes only
+        from .tflite_source import check_tflite_recipe
+
+        check_tflite_recipe(rec)
     if output is None:
         raise UsageError("an output path is required (-o OUT.tflite)")
     out = pathlib.Path(output)

@@ -19,7 +19,7 @@ class Recipe:
     name: str
     description: str
     activations: str            # int8 | int16 | float32 | float16
-    weights: str                # int8 | float16 | float32
+    weights: str                # int8 | int4 | float16 | float32
     io_dtype: str               # int8 | uint8 | int16 | float32
     needs_calibration: bool
     full_integer: bool
@@ -94,6 +94,11 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in (
            "float32", "int8", "float32", needs_calibration=False, full_integer=False),
     Recipe("float32", "no quantization: the float reference, with the same embedded contract (for eval/bench)",
            "float32", "float32", "float32", needs_calibration=False, full_integer=False),
+    # 4-bit weights through ai-edge-quantizer (a Keras/SavedModel source goes through a float .tflite first)
+    Recipe("int4-weights", "int4 weights (per channel) unpacked to float at load; float computation: size only",
+           "float32", "int4", "float32", needs_calibration=False, full_integer=False),
+    Recipe("int4-dynamic", "int4 weights, activations quantized on the fly (LiteRT's int4 kernels: "
+           "FULLY_CONNECTED, CONV_2D...)", "float32", "int4", "float32", needs_calibration=False, full_integer=False),
 )}
 
 

@@ -43,16 +43,20 @@ def describe_source_model(model: Any) -> tuple[str, str]:
     if isinstance(model, (str, os.PathLike)):
         p = pathlib.Path(model)
         if not p.exists():
-            raise ModelError(f"model not found: {p}; expected a .keras/.h5 file or a SavedModel directory")
+            raise ModelError(f"model not found: {p}; expected a .keras/.h5/.tflite/.onnx file or a SavedModel "
+                             "directory")
         if p.is_dir():
             if not (p / "saved_model.pb").exists():
                 raise ModelError(f"{p} is a directory without saved_model.pb; expected a SavedModel directory")
             return "saved_model", str(p)
         if p.suffix.lower() in KERAS_SUFFIXES:
             return "keras_file", str(p)
-        if p.suffix.lower() == ".tflite":
-            raise ModelError(f"{p} is already a .tflite model; convert the float Keras/SavedModel source instead")
-        raise ModelError(f"{p}: unknown model type {p.suffix!r}; expected .keras, .h5 or a SavedModel directory")
+        if p.suffix.lower() == ".tflite":  # a float .tflite (MediaPipe, model zoos): tflite_source.py
+            return "tflite_file", str(p)
+        if p.suffix.lower() == ".onnx":  # PyTorch exports: onnx_source.py (onnx2tf -> SavedModel)
+            return "onnx_file", str(p)
+        raise ModelError(f"{p}: unknown model type {p.suffix!r}; expected .keras, .h5, .tflite, .onnx or a "
+                         "SavedModel directory")
     if hasattr(model, "inputs") and hasattr(model, "layers"):
         return "keras_model", f"<keras model {getattr(model, 'name', '?')}>"
     raise ModelError(f"unsupported model object {type(model).__name__}; pass a Keras model or a path")
