@@ -59,10 +59,12 @@ def _threads(text: str) -> tuple[int, ...]:
 @click.option("--delegates", help="Comma-separated delegates to benchmark (default: every registered one).")
 @click.option("--max-frames", type=click.IntRange(min=1), help="Frames of the video to run (default: all).")
 @click.option("--video", metavar="SRC", help="Pipeline source (default: .data/vtest.avi, else a synthetic one).")
+@click.option("--no-detector", is_flag=True, help="Skip the detector step (MediaPipe's face detector, quantized "
+              "to int8 and run on real photos).")
 @click.option("--force", is_flag=True, help="Overwrite the outputs of an earlier demo in --out.")
 @click.pass_obj
 def command(ctx, out_dir, eval_samples, calibration_samples, bench_runs, threads, delegates, max_frames, video,
-            force):
+            no_detector, force):
     """The whole story on the bundled defaults, in a few minutes: convert the bundled model to int8
     (and the float32 reference), evaluate both on real held-out images, benchmark every delegate
     available here, run the camera pipeline on real footage, and write OUT/report.html.
@@ -72,7 +74,7 @@ def command(ctx, out_dir, eval_samples, calibration_samples, bench_runs, threads
     opts = DemoOptions(out_dir=out_dir, calibration_samples=calibration_samples, eval_samples=eval_samples,
                        bench_runs=bench_runs, threads=_threads(threads), max_frames=max_frames, video=video,
                        delegates=tuple(d.strip() for d in delegates.split(",") if d.strip()) if delegates else None,
-                       force=force)
+                       detector=not no_detector, force=force)
     steps = _Steps(ctx)
     try:
         result = run_demo(opts, info=steps.info, progress=steps.progress)
