@@ -130,6 +130,31 @@ def _printable_tree(what: str, value: Any) -> Any:
     return value
 
 
+MAX_JSON_DEPTH = 32  # edgeq writes 4 levels; anything deeper is not ours
+
+
+def json_depth(text: str) -> int:
+    """The deepest nesting of [ and { in JSON text, strings skipped (a linear scan, no recursion)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth -= 1
+    return deepest
+
+
 def read_metadata(model: ModelFile | bytes) -> EdgeqMetadata | None:
     """The embedded edgeq metadata, or None for foreign models; malformed metadata is a ModelError naming the file."""
     mf = model if isinstance(model, ModelFile) else parse_model(model)
@@ -137,7 +162,11 @@ def read_metadata(model: ModelFile | bytes) -> EdgeqMetadata | None:
     if raw is None:
         return None
     try:
-        return EdgeqMetadata.from_dict(json.loads(raw.decode("utf-8")))
+        text = raw.decode("utf-8")
+        depth = json_depth(text)
+        if depth > MAX_JSON_DEPTH:  # json's C decoder recurses: a deep enough nest overflows the C stack
+            raise ValueError(f"JSON nested {depth} levels deep (at most {MAX_JSON_DEPTH} expected)")
+        return EdgeqMetadata.from_dict(json.loads(text))
     except (ValueError, TypeError, KeyError, RecursionError, OverflowError, EdgeqError) as exc:
         raise ModelError(f"{mf.name}: the embedded '{METADATA_NAME}' metadata is not valid: {exc}; re-convert "
                          "the model with `edgeq convert` (or remove the entry to treat it as a foreign model)") from exc

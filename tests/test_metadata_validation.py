@@ -83,3 +83,25 @@ def test_cli_prints_no_traceback_and_no_escape_sequence(tmp_path):
     assert out.returncode == 1
     assert "Traceback" not in out.stderr and "\x1b[2J" not in out.stderr + out.stdout
     assert "error:" in out.stderr and "control characters" in out.stderr
+
+
+DEEP = r"""
+import sys
+sys.setrecursionlimit(10 ** 6)  # as some libraries do: json's C decoder would then overflow the C stack
+import pathlib
+from edgeq.errors import ModelError
+from edgeq.metadata import METADATA_NAME, embed_metadata
+from edgeq.modelinfo import inspect_model
+data = embed_metadata(pathlib.Path(sys.argv[1]).read_bytes(), {METADATA_NAME: b"[" * 200000 + b"]" * 200000})
+try:
+    inspect_model(data)
+except ModelError as exc:
+    print("refused:", exc)
+"""
+
+
+def test_deep_nesting_is_refused_before_the_json_decoder_recurses():
+    """Seen: with a raised recursion limit, 100,000 nested brackets killed the process with SIGSEGV."""
+    out = subprocess.run([sys.executable, "-c", DEEP, str(INT8)], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-500:]
+    assert "refused:" in out.stdout and "nested 200000 levels deep" in out.stdout
