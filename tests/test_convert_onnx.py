@@ -143,3 +143,10 @@ def test_bundled_classifier_as_nchw_onnx_with_accuracy_budget(tmp_path, fashion_
     images, labels = fashion_test
     pred = np.array([int(np.argmax(m.dequantize(m.run(m.prepare(img)))[0])) for img in images[:500]])
     assert (pred == labels[:500]).mean() > 0.85
+    # the ONNX model itself as eval's float reference (before: a Keras load error)
+    from edgeq.accuracy import evaluate
+
+    rep = evaluate(str(onnx_path), [r.output], "/usr/share/datasets/fashion-mnist", limit=500)
+    ref, cand = rep.models
+    assert ref.path == str(onnx_path) and abs(ref.top1 - cand.top1) < 2.0 and ref.top1 > 85
+    assert rep.comparisons[0].agreement > 95

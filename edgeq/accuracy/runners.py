@@ -145,12 +145,22 @@ class KerasRunner:
             spec = list(sig.structured_input_signature[1].values())[0]
             shape = (1, *[int(d) for d in spec.shape[1:]])
 
-            def fn(x: np.ndarray) -> list[np.ndarray]:
+            def fn(x: np.ndarray, _keep: Any = loaded) -> list[np.ndarray]:  # the loaded object owns the weights
                 out = sig(tf.constant(x))
                 return [np.asarray(out[k]) for k in sorted(out)]
             return cls(desc, size, shape, (), None, fn)
         model = load_keras(desc)
         return cls(desc, size, (1, *[int(d) for d in model.inputs[0].shape[1:]]), (), None, _keras_fn(model))
+
+    @classmethod
+    def open_onnx(cls, path: Any) -> KerasRunner:
+        """An ONNX float reference (a PyTorch export): onnx2tf makes it an NHWC SavedModel, run by TensorFlow,
+        the same route `edgeq convert` takes, so the reference sees what the quantized model was made from."""
+        from ..convert.onnx_source import onnx_as_saved_model
+
+        with onnx_as_saved_model(str(path), None) as saved:
+            runner = cls.open(saved.saved_dir)  # loaded into memory: the temporary folder may go
+        return dataclasses.replace(runner, path=str(path), size_bytes=pathlib.Path(path).stat().st_size)
 
     def predict(self, pixels: np.ndarray, pre: Preprocess) -> list[np.ndarray]:
         x = np.stack([pre.normalize(p) for p in pixels]).astype(np.float32)
@@ -170,7 +180,9 @@ def _keras_fn(model: Any) -> Any:
 
 def open_runner(model: Any, num_threads: int | None = None, batch: int = 256,
                 name: str | None = None) -> ModelRunner:
-    """A runner for a .tflite file/bytes, or a Keras/SavedModel (path or in-memory model) float reference."""
+    """A runner for a .tflite file/bytes, or a Keras/SavedModel/ONNX (path or in-memory model) float reference."""
     if isinstance(model, (bytes, bytearray)) or str(model).lower().endswith(".tflite"):
         return TFLiteRunner.open(model, num_threads=num_threads, batch=batch, name=name)
+    if str(model).lower().endswith(".onnx"):
+        return KerasRunner.open_onnx(model)
     return KerasRunner.open(model)
