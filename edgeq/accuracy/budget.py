@@ -22,7 +22,7 @@ from ..convert.converter import (
     run_quantizer,
 )
 from ..convert.plan import plan_conversion
-from ..convert.quantize import check_recipe, input_batches
+from ..convert.quantize import CalibratedModel, check_recipe, input_batches
 from ..convert.ranges import AUTO, calibrate
 from ..convert.recipes import Recipe
 from ..convert.select import select_range_method
@@ -58,6 +58,15 @@ def convert_to_budget(model: Any, calibration: Any = None, output: str | os.Path
                            transform=transform)
     budget, metric = budget_metric(max_accuracy_drop, max_agreement_drop)
     data = budget_data(plan.recipe, budget, eval_data, metric)  # validated before TensorFlow loads
+    if plan.kind == "tflite_file":  # ai-edge-quantizer's route: the pre-passed float model is the reference
+        from ..convert.tflite_source import CalibratedTflite, prepare_tflite_source
+
+        src, pre, warnings = prepare_tflite_source(plan.source, None, plan.dataset, preprocess, preprocess_options)
+        prep = PreparedConverter(None, None, None, pre, None, plan.source, warnings, src.float_weights_bytes)
+        quantized = run_quantizer(plan.recipe, quiet, lambda native_log: search_step(
+            prep, plan.recipe, data, budget, plan.labels, _relay(info, native_log), metric,
+            calibrated=lambda: CalibratedTflite.calibrate_source(src, plan.dataset, plan.recipe)), plan.dataset)
+        return finish_conversion(plan, prep, quantized, started)
     with prepared_converter(model, plan.dataset, plan.recipe, preprocess, preprocess_options, quiet=quiet,
                             progress=progress, target=target) as prep:
         quantized = run_quantizer(plan.recipe, quiet, lambda native_log: search_step(
@@ -97,16 +106,18 @@ def budget_data(rec: Recipe, max_drop: float | None, eval_data: Any, metric: str
 
 
 def search_step(prep: PreparedConverter, rec: Recipe, data: EvalData, max_drop: float, labels: Sequence[str],
-                progress: Callable[[str], None] | None = None, metric: str = "top1") -> Quantized:
+                progress: Callable[[str], None] | None = None, metric: str = "top1",
+                calibrated: Callable[[], CalibratedModel] | None = None) -> Quantized:
     """The quantize step of a budgeted conversion: calibrate once, (choose the range method,) search.
 
-    progress receives one line per search step (the CLI shows them: the search can take minutes)."""
+    progress receives one line per search step (the CLI shows them: the search can take minutes).
+    calibrated: calibrates another way than TensorFlow's converter (a .tflite source's ai-edge-quantizer)."""
     say = progress or log.info
     warnings = []
     order_warning = data.name_order_warning(labels)
     if order_warning:
         warnings.append(order_warning)
-    cal = calibrate(prep.tf, prep.converter, rec, prep.representative)
+    cal = calibrated() if calibrated is not None else calibrate(prep.tf, prep.converter, rec, prep.representative)
     selection = None
     if rec.range_method == AUTO:
         scorer = Scorer(cal.data, data, prep.preprocess, labels, metric=metric)

@@ -253,8 +253,8 @@ class _Search:
 
     def __init__(self, cal: CalibratedModel, scorer: Scorer, max_drop: float, say: Callable[[str], None]):
         self.cal, self.scorer, self.max_drop, self.say = cal, scorer, max_drop, say
-        int8_io = CalibratedModel(cal.tf, cal.data, cal.recipe.replace(float_io=True)).quantize()
-        self.costs = {"float": Cost(len(cal.data), latency_ms(cal.data)),
+        int8_io = cal.with_recipe(cal.recipe.replace(float_io=True)).quantize()
+        self.costs = {"float": Cost(cal.float_size, latency_ms(cal.data)),
                       "int8_float_io": Cost(len(int8_io), latency_ms(int8_io))}
         # the guard: never bigger than float, never slower than the slower of float and int8-with-float-I/O
         self.max_size = self.costs["float"].size_bytes

@@ -111,7 +111,7 @@ def command(ctx, model, calib, output, recipe, recipe_file, num_samples, seed, l
     check_outputs([model, calib, labels, recipe_file, eval_data], force=force, created={"-o/--output": output},
                   reports={"--json": json_path})
     budgeted = max_accuracy_drop is not None or max_agreement_drop is not None or eval_data is not None
-    if budgeted and range_method is None and not recipe_file:
+    if budgeted and range_method is None and not recipe_file and not str(model).lower().endswith(".tflite"):
         range_method = "auto"  # evaluation data is given: the range method is chosen by measurement on it
     base = Recipe.load(recipe_file) if recipe_file else (recipe or ("uint8" if target == "edgetpu" else "int8"))
     rec = make_recipe(base, per_tensor=per_tensor, float_io=float_io, allow_float_fallback=allow_float_fallback,

@@ -170,7 +170,7 @@ def prepared_converter(model: Any, dataset: CalibrationDataset | None, rec: Reci
     kind, desc = describe_source_model(model)
     if kind == "tflite_file":
         raise UsageError(f"{desc}: a .tflite source is quantized by `edgeq convert` alone (int8/uint8/int16x8/int4 "
-                         "recipes); --max-accuracy-drop and layer analysis need the Keras/SavedModel original")
+                         "recipes) or with --max-accuracy-drop; layer analysis needs the Keras/SavedModel original")
     if kind == "onnx_file":  # onnx2tf -> a temporary SavedModel (NHWC), then the SavedModel path
         from .onnx_source import onnx_as_saved_model
 

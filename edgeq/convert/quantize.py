@@ -96,6 +96,14 @@ class CalibratedModel:
     def with_data(self, data: bytes) -> CalibratedModel:
         return CalibratedModel(self.tf, data, self.recipe)
 
+    def with_recipe(self, recipe: Recipe) -> CalibratedModel:
+        return CalibratedModel(self.tf, self.data, recipe)
+
+    @property
+    def float_size(self) -> int:
+        """The float model's size, for the search's cost guard (a .tflite source: its own file)."""
+        return len(self.data)
+
     # ---- graph -----------------------------------------------------------------------------
     def node_names(self) -> list[str]:
         _, mf = load_model_file(self.data)

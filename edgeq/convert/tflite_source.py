@@ -16,8 +16,9 @@ import dataclasses
 import io
 import logging
 import pathlib
+import re
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -27,6 +28,7 @@ from ..preprocess import Preprocess, resolve_preprocess
 from . import tflite_passes as passes
 from .calibration import CalibrationDataset
 from .io_types import set_io_dtype
+from .quantize import CalibratedModel
 from .recipes import Recipe
 
 log = logging.getLogger(__name__)
@@ -48,6 +50,7 @@ class FloatTflite:
     folded_ops: int                  # DEQUANTIZE/DENSIFY ops folded into fp32 constants
     rewritten_ops: int               # RELU fused into the op before; DEPTH_TO_SPACE, PRELU rewritten
     float_weights_bytes: int         # the fp32 constants' bytes (the compression baseline)
+    source_bytes: int = 0            # the original file's size (fp16 weights stay fp16 there)
 
 
 def read_float_tflite(path: str | pathlib.Path, data: bytes | None = None) -> FloatTflite:
@@ -91,7 +94,7 @@ def read_float_tflite(path: str | pathlib.Path, data: bytes | None = None) -> Fl
     data = passes.pack(model)
     weights = sum(len(b.data) for b in model.buffers if b.data is not None)
     return FloatTflite(str(p), data, inp.name.decode() if isinstance(inp.name, bytes) else str(inp.name),
-                       tuple(int(d) for d in inp.shape), folded, fused + rewritten, weights)
+                       tuple(int(d) for d in inp.shape), folded, fused + rewritten, weights, len(buf))
 
 
 def _type_name(t: int) -> str:
@@ -137,12 +140,11 @@ def import_quantizer() -> Any:
 
 def check_tflite_recipe(rec: Recipe) -> None:
     """Refuse, before any work, the recipe options the .tflite route does not implement."""
-    if rec.name not in AEQ_RECIPES:
+    if rec.name not in AEQ_RECIPES and not (rec.name == "mixed" and rec.activations == "int8"):
         raise UsageError(f"recipe {rec.name!r} is not available for a .tflite source; use one of "
                          f"{', '.join(AEQ_RECIPES)}")
     unsupported = [flag for flag, on in (("--range-method", rec.range_method != "minmax"),
-                                         ("mixed-precision float layers", bool(rec.float_nodes or rec.float_ops)))
-                   if on]
+                                         ("float op types (float_ops)", bool(rec.float_ops))) if on]
     if unsupported:
         raise UsageError(f"{' and '.join(unsupported)} are not available for a .tflite source yet; convert the "
                          "Keras/SavedModel original for them")
@@ -152,7 +154,7 @@ def aeq_recipe(rec: Recipe) -> list[dict[str, Any]]:
     """The ai-edge-quantizer recipe for an edgeq recipe (per-tensor weights when asked)."""
     from ai_edge_quantizer import recipe as aeq
 
-    entries = getattr(aeq, AEQ_RECIPES[rec.name])()
+    entries = getattr(aeq, AEQ_RECIPES.get(rec.name, "static_wi8_ai8"))()  # "mixed": int8 with float ops
     if not rec.per_channel:
         for e in entries:
             wcfg = e.get("op_config", {}).get("weight_tensor_config")
@@ -162,21 +164,74 @@ def aeq_recipe(rec: Recipe) -> list[dict[str, Any]]:
 
 
 def quantize_float_tflite(src: FloatTflite, dataset: CalibrationDataset | None, rec: Recipe) -> bytes:
-    """Calibrate (static recipes) and quantize the pre-passed model with ai-edge-quantizer."""
-    quantizer = import_quantizer()
-    # it prints size reports and progress bars, and warns about its debug interpreter: edgeq reports its own
+    """Calibrate (static recipes) and quantize the pre-passed model with ai-edge-quantizer (the recipe's
+    float_nodes kept in float)."""
+    return CalibratedTflite.calibrate_source(src, dataset, rec).quantize(rec.float_nodes)
+
+
+class CalibratedTflite(CalibratedModel):
+    """The pre-passed float model and ai-edge-quantizer's recorded ranges, quantized any number of times
+    with chosen ops kept float: what the mixed-precision search needs (``CalibratedModel``'s interface;
+    a node is an op's first output tensor name, the op is left unquantized by a ``no_quantize`` entry)."""
+
+    def __init__(self, src: FloatTflite, qsvs: dict[str, Any], recipe: Recipe):
+        super().__init__(None, src.model, recipe)
+        self.src, self.qsvs = src, qsvs
+
+    @classmethod
+    def calibrate_source(cls, src: FloatTflite, dataset: CalibrationDataset | None, rec: Recipe) -> CalibratedTflite:
+        quantizer = import_quantizer()
+        with _quiet():
+            q = quantizer.Quantizer(src.model, aeq_recipe(rec))
+            qsvs: dict[str, Any] = {}
+            if q.need_calibration:
+                if dataset is None:
+                    raise UsageError(f"recipe {rec.name!r} needs calibration data (-c/--calibration)")
+                qsvs = q.calibrate({SIGNATURE_KEY: list(_samples(src, dataset))})
+        return cls(src, qsvs, rec)
+
+    @property
+    def float_size(self) -> int:
+        return self.src.source_bytes or len(self.data)
+
+    def with_recipe(self, recipe: Recipe) -> CalibratedTflite:
+        return CalibratedTflite(self.src, self.qsvs, recipe)
+
+    def quantize(self, float_nodes: Sequence[str] = (), float_ops: Sequence[str] = ()) -> bytes:
+        if float_ops:
+            raise UsageError("float op types (float_ops) are not available for a .tflite source; name the ops "
+                             "(float_nodes)")
+        scopes = self._scopes()
+        unknown = sorted(set(float_nodes) - set(scopes))
+        if unknown:
+            raise UsageError(f"float_nodes not in this model: {unknown[:3]}; the recipe was made for another model")
+        quantizer = import_quantizer()
+        with _quiet():
+            q = quantizer.Quantizer(self.data, aeq_recipe(self.recipe))
+            for node in dict.fromkeys(float_nodes):
+                q.update_quantization_recipe(regex="^" + re.escape(scopes[node]) + "$", operation_name="*",
+                                             algorithm_key="no_quantize")
+            data = bytes(q.quantize(self.qsvs or None, enable_progress_report=False).quantized_model)
+        data = passes.inline_buffers(data)
+        return set_io_dtype(data, self.recipe.effective_io_dtype) if self.recipe.full_integer else data
+
+    def _scopes(self) -> dict[str, str]:
+        """{first output tensor name: the op's scope as ai-edge-quantizer matches it ("out1;out2;")}."""
+        from ..tflite_format import load_model_file
+
+        _, mf = load_model_file(self.data)
+        names = [[mf.main.tensors[o].name for o in op.outputs] for op in mf.main.operators if op.outputs]
+        return {n[0]: ";".join(n) + ";" for n in names}
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """ai-edge-quantizer prints size reports and progress bars, and warns about its debug interpreter: edgeq
+    reports its own."""
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()), \
             warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        q = quantizer.Quantizer(src.model, aeq_recipe(rec))
-        calibration = None
-        if q.need_calibration:
-            if dataset is None:
-                raise UsageError(f"recipe {rec.name!r} needs calibration data (-c/--calibration)")
-            calibration = q.calibrate({SIGNATURE_KEY: list(_samples(src, dataset))})
-        data = bytes(q.quantize(calibration).quantized_model)
-    data = passes.inline_buffers(data)
-    return set_io_dtype(data, rec.effective_io_dtype) if rec.full_integer else data
+        yield
 
 
 def _samples(src: FloatTflite, dataset: CalibrationDataset) -> Iterator[dict[str, np.ndarray]]:
