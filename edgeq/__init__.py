@@ -1,7 +1,7 @@
 """edgeq: float vision model -> full-integer TFLite -> measured on the edge device.
 
 Importing edgeq never imports TensorFlow; only conversion and analysis load it, lazily.
-The function ``convert`` shadows the subpackage attribute ``edgeq.convert`` on purpose:
+The functions ``convert`` and ``tune`` shadow the subpackage attribute ``edgeq.convert`` / ``edgeq.tune`` on purpose:
 ``edgeq.convert(...)`` converts, and ``from edgeq.convert.calibration import ...`` still finds the
 package (the import system looks submodules up in ``sys.modules``).
 """
@@ -17,6 +17,7 @@ from .metadata import EdgeqMetadata, read_metadata  # noqa: E402
 from .modelinfo import inspect_model  # noqa: E402
 from .preprocess import Preprocess  # noqa: E402
 from .runtime import EdgeModel, load  # noqa: E402  (the interpreter backend is imported inside load())
+from .tune import TuneResult, tune  # noqa: E402  (shadows the submodule like convert; it stays in sys.modules)
 
 
 def qat(model, train_data, val_data, output, **options):  # see edgeq.accuracy.qat.qat for the options
@@ -27,5 +28,5 @@ def qat(model, train_data, val_data, output, **options):  # see edgeq.accuracy.q
 
 
 __all__ = ["CalibrationDataset", "ConversionResult", "EdgeModel", "EdgeqError", "EdgeqMetadata", "Preprocess",
-           "RECIPES", "Recipe", "convert", "inspect_model", "load", "make_recipe", "qat",
-           "read_metadata", "__version__"]
+           "RECIPES", "Recipe", "TuneResult", "convert", "inspect_model", "load", "make_recipe", "qat",
+           "read_metadata", "tune", "__version__"]

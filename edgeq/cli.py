@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "convert": ("edgeq.commands.convert", "Quantize a float Keras/SavedModel into a .tflite model."),
     "inspect": ("edgeq.commands.inspect", "Show inputs, outputs, ops and metadata of a .tflite model."),
     "bench": ("edgeq.commands.bench", "Measure latency of models x delegates x threads."),
+    "tune": ("edgeq.commands.tune", "Find the fastest delegate and thread count here; embed it with -o."),
     "run": ("edgeq.commands.run", "Run a model on a camera/video/image source and measure real-time FPS."),
     "eval": ("edgeq.commands.eval", "Compare quantized models with the float reference on labelled data."),
     "analyze": ("edgeq.commands.analyze", "Per-layer quantization sensitivity of a model."),

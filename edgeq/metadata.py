@@ -45,6 +45,8 @@ class EdgeqMetadata:
     schema: int = SCHEMA_VERSION
     # The decoder that reads the outputs, {"name": ..., "options": {...}} (edgeq convert --postprocess); {} = none
     postprocess: dict[str, Any] = dataclasses.field(default_factory=dict)
+    # How to run it here, measured by `edgeq tune`: {"delegate": ..., "num_threads": N|None, ...}; {} = not tuned
+    runtime: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -58,6 +60,7 @@ class EdgeqMetadata:
             "source": self.source,
             "source_sha256": self.source_sha256,
             **({"postprocess": self.postprocess} if self.postprocess else {}),
+            **({"runtime": self.runtime} if self.runtime else {}),
         }
 
     def to_json(self) -> str:
@@ -91,7 +94,32 @@ class EdgeqMetadata:
             edgeq_version=_text("edgeq_version", d.get("edgeq_version", "")),
             schema=schema,
             postprocess=_postprocess(d.get("postprocess") or {}),
+            runtime=_runtime(d.get("runtime") or {}),
         )
+
+
+RUNTIME_KEYS = ("delegate", "num_threads", "p50_ms", "tuned_on")
+
+
+def _runtime(value: Any) -> dict[str, Any]:
+    """The tuned runtime configuration: a delegate name, a thread count (or null), and what it measured."""
+    if not isinstance(value, dict):
+        raise ValueError(f"runtime must be an object, got {type(value).__name__}")
+    if not value:
+        return {}
+    unknown = sorted(set(value) - set(RUNTIME_KEYS))
+    if unknown:
+        raise ValueError(f"runtime has unknown keys {unknown}; expected {', '.join(RUNTIME_KEYS)}")
+    delegate = _text("runtime delegate", value.get("delegate"))
+    if not delegate:
+        raise ValueError("runtime delegate must not be empty")
+    threads = value.get("num_threads")
+    if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
+        raise ValueError(f"runtime num_threads must be a positive integer or null, got {threads!r:.40}")
+    p50 = value.get("p50_ms")
+    if p50 is not None and (not isinstance(p50, (int, float)) or isinstance(p50, bool)):
+        raise ValueError(f"runtime p50_ms must be a number, got {p50!r:.40}")
+    return {**value, "delegate": delegate, "tuned_on": _text("runtime tuned_on", value.get("tuned_on", ""))}
 
 
 def _postprocess(value: Any) -> dict[str, Any]:

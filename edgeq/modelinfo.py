@@ -134,4 +134,8 @@ def format_report(r: ModelReport) -> str:
             c = m.calibration
             lines.append(f"  calibration: {c.get('used')} samples from {c.get('source')} "
                          f"({c.get('skipped', 0)} skipped), values {c.get('value_min')}..{c.get('value_max')}")
+        if m.runtime:
+            t = m.runtime
+            lines.append(f"  runtime (edgeq tune): delegate {t['delegate']}, {t.get('num_threads') or 'default'} "
+                         f"thread(s), p50 {t.get('p50_ms', '?')} ms on {t.get('tuned_on') or '?'}")
     return "\n".join(lines)

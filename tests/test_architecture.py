@@ -128,6 +128,7 @@ def test_library_never_imports_the_cli():
     ("edgeq.runtime", "edgeq.convert"), ("edgeq.runtime", "edgeq.accuracy"), ("edgeq.runtime", "edgeq.edgetpu"),
     ("edgeq.runtime", "edgeq.pipeline"), ("edgeq.convert", "edgeq.accuracy"), ("edgeq.metadata", "edgeq.runtime"),
     ("edgeq.postprocess", "edgeq.runtime"), ("edgeq.postprocess", "edgeq.pipeline"),
+    ("edgeq.runtime", "edgeq.tune"), ("edgeq.runtime", "edgeq.bench"),
 ])
 def test_data_flows_one_way(lower, upper):
     """Modules under ``lower`` never import modules under ``upper``."""

@@ -81,6 +81,9 @@ def report_delegate(ctx: Any, report: Any) -> None:
     for attempt in report.attempts:
         if not attempt.ok:
             ctx.info(f"skipped delegate {attempt.name}: {attempt.reason}")
+    tuned = dict(getattr(report, "details", ())).get("tuned")
+    if tuned:
+        ctx.info(f"tuned: {tuned}")
     for w in getattr(report, "warnings", ()):
         ctx.warn(w)
 
@@ -149,13 +152,13 @@ def _delegate_option_help(lead: str) -> Callable[[], str]:
 def delegate_cli_options(*, several: bool) -> Callable[[Callable], Callable]:
     """--delegate (one, or with ``several`` a comma-separated list) and --delegate-option, help from the registry."""
     if several:
-        name, lead = "delegates", "Comma-separated delegates"
+        name, lead, default = "delegates", "Comma-separated delegates", "auto"
         option_lead = "Delegate option KEY=VALUE (repeatable); each delegate gets the options it takes."
-    else:
-        name, lead = "delegate", "Delegate"
+    else:  # not given: the model's tuned configuration (edgeq tune -o), else auto -- edgeq.load decides
+        name, lead, default = "delegate", "Delegate (default: the one `edgeq tune` embedded, else auto)", None
         option_lead = "Delegate option KEY=VALUE (repeatable)."
     opts = [
-        click.option("--delegate", name, default="auto", show_default=True, cls=_RegistryHelpOption,
+        click.option("--delegate", name, default=default, show_default=several, cls=_RegistryHelpOption,
                      help_text=_delegate_help(lead)),
         click.option("--delegate-option", "delegate_options" if several else "delegate_option", multiple=True,
                      metavar="KEY=VALUE", cls=_RegistryHelpOption, help_text=_delegate_option_help(option_lead)),

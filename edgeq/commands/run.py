@@ -56,7 +56,7 @@ def _camera_size(text: str | None) -> tuple[int | None, int | None]:
         raise UsageError(f"--camera-size {text!r}: expected WIDTHxHEIGHT, e.g. 1280x720") from None
 
 
-def _load_model(ctx, model: str, delegate: str, threads: int | None, pre_opts: dict, delegate_options: dict):
+def _load_model(ctx, model: str, delegate: str | None, threads: int | None, pre_opts: dict, delegate_options: dict):
     """Load with the embedded contract, or with the convert-style options for foreign models."""
     from ..modelinfo import inspect_model
     from ..preprocess import resolve_preprocess

@@ -232,17 +232,19 @@ def _is_batch(x: Any, pre: Preprocess) -> bool:
 
 
 # ---- loading ----------------------------------------------------------------------------------
-def load(model: str | os.PathLike | bytes, delegate: str = "auto", num_threads: int | None = None,
+def load(model: str | os.PathLike | bytes, delegate: str | None = None, num_threads: int | None = None,
          preprocess: Preprocess | PreprocessOptions | dict[str, Any] | None = None, *, backend: str | None = None,
          **delegate_options: Any) -> EdgeModel:
     """Validate a .tflite model and create its interpreter with the requested delegate.
 
     ``delegate``: one of ``DELEGATES`` or a path to an external delegate library; the options
     for it are keyword arguments (e.g. ``device="usb:0"``, ``precision="fp32"``, or any
-    ``key=value`` an external delegate takes).
+    ``key=value`` an external delegate takes). Not given (None): the delegate ``edgeq tune``
+    embedded in the model, else ``"auto"``; ``num_threads`` None likewise takes the tuned count.
     """
-    spec = delegate_spec(delegate)
-    check_options(delegate, delegate_options)
+    if delegate is not None:  # fail fast, before the file is read
+        delegate_spec(delegate)
+        check_options(delegate, delegate_options)
     if num_threads is not None and (not isinstance(num_threads, int) or num_threads < 1):
         raise UsageError(f"num_threads must be a positive integer, got {num_threads!r}")
     if preprocess is not None and not isinstance(preprocess, (Preprocess, PreprocessOptions, dict)):
@@ -252,6 +254,9 @@ def load(model: str | os.PathLike | bytes, delegate: str = "auto", num_threads: 
     data, mf = load_model_file(model)
     source = "<model bytes>" if isinstance(model, (bytes, bytearray, memoryview)) else str(model)
     metadata = read_metadata(mf)
+    delegate, num_threads, tuned = _tuned_config(metadata, delegate, num_threads, delegate_options, source)
+    spec = delegate_spec(delegate)
+    check_options(delegate, delegate_options)
     check_structure(mf)
     be = get_backend(backend)
     compiled_for_tpu = is_edgetpu_compiled(mf)
@@ -267,8 +272,10 @@ def load(model: str | os.PathLike | bytes, delegate: str = "auto", num_threads: 
         log.warning("%s", warning)
     report = DelegateReport(backend=be.name, backend_version=be.version, delegate=loaded.delegate,
                             delegated_nodes=loaded.delegated_nodes, total_nodes=len(mf.main.operators),
-                            attempts=loaded.attempts or (DelegateAttempt(loaded.delegate, True, "requested"),),
-                            cpu_delegated_nodes=loaded.cpu_delegated_nodes, details=loaded.details,
+                            attempts=loaded.attempts or (DelegateAttempt(loaded.delegate, True,
+                                                                        f"tuned: {tuned}" if tuned else "requested"),),
+                            cpu_delegated_nodes=loaded.cpu_delegated_nodes,
+                            details=loaded.details + ((("tuned", tuned),) if tuned else ()),
                             warnings=loaded.warnings)
     if isinstance(preprocess, (PreprocessOptions, dict)):  # options: the one resolver decides
         sg = mf.main
@@ -280,3 +287,33 @@ def load(model: str | os.PathLike | bytes, delegate: str = "auto", num_threads: 
     return EdgeModel(engine=loaded.engine, model_file=mf, source=source, report=report,
                      preprocess=preprocess or (metadata.preprocess if metadata else None), metadata=metadata,
                      init_ms=(time.perf_counter() - t0) * 1000.0)
+
+
+def _tuned_config(metadata: EdgeqMetadata | None, delegate: str | None, num_threads: int | None,
+                  options: dict[str, Any], source: str) -> tuple[str, int | None, str]:
+    """(delegate, threads, what came from the tuned config or ""): explicit arguments, then tuned, then auto.
+
+    Only what the caller left out (None) comes from the model's ``runtime`` metadata
+    (``edgeq tune -o``); a model without it keeps the old defaults (``auto``, runtime's threads).
+    """
+    runtime = metadata.runtime if metadata is not None else {}
+    if not runtime or (delegate is not None and num_threads is not None):
+        return delegate or "auto", num_threads, ""
+    used = []
+    if delegate is None:
+        delegate = str(runtime["delegate"])
+        used.append(f"delegate {delegate}")
+        try:
+            check_options(delegate, options)
+        except UsageError as exc:
+            raise UsageError(f"{source} is tuned for delegate {delegate!r} (edgeq tune), which does not take "
+                             f"these options ({exc}); pass delegate=... explicitly") from exc
+    if num_threads is None and runtime.get("num_threads") is not None:
+        num_threads = int(runtime["num_threads"])
+        used.append(f"{num_threads} thread(s)")
+    if not used:
+        return delegate, num_threads, ""
+    measured = f", p50 {runtime['p50_ms']:.3f} ms" if isinstance(runtime.get("p50_ms"), (int, float)) else ""
+    where = f" on {runtime['tuned_on']}" if runtime.get("tuned_on") else ""
+    return delegate, num_threads, (f"{' and '.join(used)} from the model's edgeq metadata (edgeq tune"
+                                   f"{where}{measured}); explicit delegate/num_threads override it")

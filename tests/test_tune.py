@@ -1,0 +1,179 @@
+"""edgeq tune (runtime slice of issue 13): every candidate measured, ranked by p50, the winner embedded
+in the metadata, edgeq.load uses it unless told otherwise, and clear errors. No timing assertions."""
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import json
+import pathlib
+
+import pytest
+
+import edgeq
+from edgeq.bench import BenchResult, LatencyStats
+from edgeq.cli import main
+from edgeq.errors import ModelError, OutputExistsError, UsageError
+from edgeq.metadata import METADATA_NAME, embed_metadata, read_metadata, with_edgeq_metadata
+
+DATA = pathlib.Path(__file__).resolve().parent / "data"
+INT8 = DATA / "fashion_int8.tflite"
+FOREIGN = DATA / "add_float.tflite"
+tune_mod = importlib.import_module("edgeq.tune")  # the module (edgeq.tune is the function, like edgeq.convert)
+
+
+def _with_runtime(tmp_path: pathlib.Path, runtime: dict) -> pathlib.Path:
+    data = INT8.read_bytes()
+    out = tmp_path / "tuned.tflite"
+    out.write_bytes(with_edgeq_metadata(data, dataclasses.replace(read_metadata(data), runtime=runtime)))
+    return out
+
+
+def _fake_bench(p50_by: dict, calls: list):
+    """A run_benchmark stand-in: p50 from {(delegate, threads): ms} ({delegate: "error text"} fails)."""
+    def fake(models, delegates, threads, **kwargs):
+        d, n = delegates[0], threads[0]
+        calls.append((d, n))
+        if isinstance(p50_by.get(d), str):
+            return [BenchResult(model=models[0], delegate=d, threads=n, error=p50_by[d])]
+        ms = p50_by[(d, n)]
+        return [BenchResult(model=models[0], delegate=d, threads=n, init_ms=1.0,
+                            latency_ms=LatencyStats(ms, ms, ms, ms, ms * 1.5, ms * 2, 0.0))]
+    return fake
+
+
+def test_every_candidate_is_measured_and_ranked_by_p50_and_nothing_written(tmp_path):
+    res = tune_mod.tune(INT8, threads=[1, 2], delegates=["xnnpack", "cpu"], runs=3, warmup=0, prune=False)
+    assert sorted((c.delegate, c.threads) for c in res.ranked) == [("cpu", 1), ("cpu", 2), ("xnnpack", 1),
+                                                                   ("xnnpack", 2)]
+    p50s = [c.p50_ms for c in res.ranked]
+    assert p50s == sorted(p50s) and all(c.p99_ms is not None and c.init_ms is not None for c in res.ranked)
+    assert all(c.size_bytes == INT8.stat().st_size for c in res.ranked)
+    assert res.runtime["delegate"] == res.winner.delegate and res.runtime["num_threads"] == res.winner.threads
+    assert res.output is None and list(tmp_path.iterdir()) == []
+    assert edgeq.tune is tune_mod.tune and isinstance(res, edgeq.TuneResult)
+    assert "winner:" in tune_mod.format_table(res) and "report only" in tune_mod.format_table(res)
+
+
+def test_output_embeds_the_winner_and_load_uses_it(tmp_path):
+    out = tmp_path / "out.tflite"
+    res = tune_mod.tune(INT8, threads=[1], delegates=["cpu"], runs=2, warmup=0, output=out)
+    meta = read_metadata(out.read_bytes())
+    assert meta.runtime["delegate"] == "cpu" and meta.runtime["num_threads"] == 1 and res.output == str(out)
+    assert meta.labels == read_metadata(INT8.read_bytes()).labels  # the rest of the metadata is kept
+    with edgeq.load(out) as m:
+        rep = m.delegate_report
+        assert rep.delegate == "cpu" and dict(rep.details)["num_threads"] == "1"
+        assert "tuned" in dict(rep.details) and rep.attempts[-1].reason.startswith("tuned:")
+
+
+def test_explicit_arguments_win_over_the_tuned_config(tmp_path):
+    path = _with_runtime(tmp_path, {"delegate": "cpu", "num_threads": 2, "p50_ms": 0.1, "tuned_on": "x86_64"})
+    with edgeq.load(path, delegate="xnnpack", num_threads=1) as m:
+        assert m.delegate_report.delegate == "xnnpack" and "tuned" not in dict(m.delegate_report.details)
+        assert dict(m.delegate_report.details)["num_threads"] == "1"
+    with edgeq.load(path, num_threads=1) as m:  # the delegate still comes from the tuned config
+        details = dict(m.delegate_report.details)
+        assert m.delegate_report.delegate == "cpu" and details["num_threads"] == "1"
+        assert "delegate cpu" in details["tuned"] and "thread" not in details["tuned"].split("from")[0]
+    with edgeq.load(path, delegate="auto") as m:  # "auto" given is not "not given"
+        assert m.delegate_report.delegate == "xnnpack"
+    with pytest.raises(UsageError, match="tuned for delegate 'cpu'"):
+        edgeq.load(path, device="usb:0")
+
+
+def test_models_without_runtime_keep_the_old_defaults():
+    assert "runtime" not in read_metadata(INT8.read_bytes()).to_dict()
+    with edgeq.load(INT8) as m:
+        assert m.delegate_report.delegate == "xnnpack" and m.delegate_report.attempts[0].name == "edgetpu"
+        assert "tuned" not in dict(m.delegate_report.details)
+
+
+@pytest.mark.parametrize("runtime, match", [
+    ({"delegate": "cpu", "num_threads": "2"}, "num_threads"),
+    ({"delegate": "cpu", "num_threads": 0}, "num_threads"),
+    ({"delegate": "cpu\x1b[2J"}, "control characters"),
+    ({"delegate": "cpu", "colour": "red"}, "unknown keys"),
+    ({"num_threads": 1}, "runtime delegate"),
+    ("xnnpack", "runtime must be an object"),
+    ({"delegate": "cpu", "p50_ms": "fast"}, "p50_ms"),
+])
+def test_malformed_runtime_metadata_is_a_model_error(tmp_path, runtime, match):
+    d = read_metadata(INT8.read_bytes()).to_dict()
+    d["runtime"] = runtime
+    path = tmp_path / "bad.tflite"
+    path.write_bytes(embed_metadata(INT8.read_bytes(), {METADATA_NAME: json.dumps(d).encode()}))
+    with pytest.raises(ModelError, match=match):
+        edgeq.load(path)
+
+
+def test_pruning_stops_adding_threads_that_do_not_pay(monkeypatch):
+    calls: list = []
+    fake = _fake_bench({("xnnpack", 1): 10.0, ("xnnpack", 2): 9.9, ("xnnpack", 3): 1.0,
+                        ("cpu", 1): 20.0, ("cpu", 2): 15.0, ("cpu", 3): 14.0}, calls)
+    monkeypatch.setattr(tune_mod, "run_benchmark", fake)
+    res = tune_mod.tune(INT8, threads=[3, 1, 2], delegates=["xnnpack", "cpu"], runs=1, warmup=0)
+    assert calls == [("xnnpack", 1), ("xnnpack", 2), ("cpu", 1), ("cpu", 2), ("cpu", 3)]
+    assert [(c.delegate, c.threads) for c in res.ranked][0] == ("xnnpack", 2)
+    assert res.skipped == (("xnnpack threads 3", res.skipped[0][1]),) and "pruned" in res.skipped[0][1]
+
+
+def test_default_search_tries_other_delegates_and_reports_skipped_ones(monkeypatch):
+    calls: list = []
+    p50 = {("xnnpack", 1): 1.0, ("cpu", 1): 2.0, "edgetpu": "DelegateUnavailableError: no libedgetpu",
+           ("gpu", None): 5.0, ("gpu", 1): 4.0}
+    monkeypatch.setattr(tune_mod, "run_benchmark", _fake_bench(p50, calls))
+    res = tune_mod.tune(INT8, threads=[1], runs=1, warmup=0)
+    skipped = dict(res.skipped)
+    assert "selector" in skipped["auto"] and "reference" in skipped["cpu-ref"]
+    assert "no libedgetpu" in skipped["edgetpu"] and "does not load here" in skipped["edgetpu"]
+    assert [c.delegate for c in res.ranked] == ["xnnpack", "cpu", "gpu"]
+
+
+def test_errors_are_clear_and_come_before_any_measurement(tmp_path, monkeypatch):
+    monkeypatch.setattr(tune_mod, "run_benchmark", lambda *a, **k: pytest.fail("measured before checking"))
+    existing = tmp_path / "out.tflite"
+    existing.write_bytes(b"keep")
+    with pytest.raises(OutputExistsError, match="--force"):
+        tune_mod.tune(INT8, threads=[1], delegates=["cpu"], output=existing)
+    assert existing.read_bytes() == b"keep"
+    with pytest.raises(OutputExistsError, match="is the input"):
+        tune_mod.tune(INT8, threads=[1], delegates=["cpu"], output=INT8, force=True)
+    with pytest.raises(ModelError, match="no edgeq metadata"):
+        tune_mod.tune(FOREIGN, threads=[1], delegates=["cpu"], output=tmp_path / "f.tflite")
+    with pytest.raises(UsageError, match="selector"):
+        tune_mod.tune(INT8, delegates=["auto"])
+    with pytest.raises(UsageError, match="unknown delegate"):
+        tune_mod.tune(INT8, delegates=["nope"])
+    with pytest.raises(UsageError, match="positive integers"):
+        tune_mod.tune(INT8, threads=[0])
+    with pytest.raises(UsageError, match="runs must be"):
+        tune_mod.tune(INT8, runs=0)
+
+
+def test_every_failing_candidate_is_an_error_naming_them(monkeypatch):
+    monkeypatch.setattr(tune_mod, "run_benchmark", _fake_bench({"cpu": "ModelError: broken"}, []))
+    with pytest.raises(edgeq.EdgeqError, match="cpu/1: ModelError: broken"):
+        tune_mod.tune(INT8, threads=[1], delegates=["cpu"])
+
+
+def test_cli_prints_the_table_and_writes_model_and_json(tmp_path, capsys):
+    out, report = tmp_path / "t.tflite", tmp_path / "t.json"
+    code = main(["tune", str(INT8), "--threads", "1", "--delegate", "cpu,xnnpack", "--runs", "2", "--warmup", "0",
+                 "-o", str(out), "--json", str(report)])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "rank delegate" in captured.out and "winner:" in captured.out
+    d = json.loads(report.read_text())
+    assert len(d["ranked"]) == 2 and d["runtime"] == read_metadata(out.read_bytes()).runtime
+    code = main(["tune", str(INT8), "--threads", "1", "--delegate", "cpu", "-o", str(out)])
+    assert code != 0 and "--force" in capsys.readouterr().err
+    assert main(["tune", str(INT8), "--threads", "one"]) == 2
+
+
+def test_edgeq_run_uses_and_shows_the_tuned_config(tmp_path, capsys):
+    path = _with_runtime(tmp_path, {"delegate": "cpu", "num_threads": 1})
+    code = main(["run", str(path), "--source", "synthetic://64x64@30", "--max-frames", "3", "--json",
+                 str(tmp_path / "r.json")])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert "tuned: delegate cpu and 1 thread(s)" in err and "delegate cpu" in err
