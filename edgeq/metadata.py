@@ -113,6 +113,9 @@ def _runtime(value: Any) -> dict[str, Any]:
     delegate = _text("runtime delegate", value.get("delegate"))
     if not delegate:
         raise ValueError("runtime delegate must not be empty")
+    if any(c in delegate for c in "/\\") or delegate.endswith((".so", ".dylib", ".dll")) or ".so." in delegate:
+        # a model file must never make edgeq load a native library: only registered delegate names
+        raise ValueError(f"runtime delegate {delegate!r:.60} is a library path; a model may only name a delegate")
     threads = value.get("num_threads")
     if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
         raise ValueError(f"runtime num_threads must be a positive integer or null, got {threads!r:.40}")

@@ -177,3 +177,21 @@ def test_edgeq_run_uses_and_shows_the_tuned_config(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 0, err
     assert "tuned: delegate cpu and 1 thread(s)" in err and "delegate cpu" in err
+
+
+def test_a_model_file_can_never_make_load_open_a_library(tmp_path):
+    """The tuned delegate comes from a file: a library path there is refused, never loaded."""
+    import json
+
+    from edgeq.errors import ModelError
+    from edgeq.metadata import METADATA_NAME, embed_metadata
+
+    data = (DATA / "fashion_int8.tflite").read_bytes()
+    meta = edgeq.read_metadata(data).to_dict()
+    for delegate, words in (("/tmp/evil.so", "library path"), ("libevil.so.1", "library path"),
+                            ("nosuch", "not a registered delegate")):
+        meta["runtime"] = {"delegate": delegate, "num_threads": 1}
+        path = tmp_path / "m.tflite"
+        path.write_bytes(embed_metadata(data, {METADATA_NAME: json.dumps(meta).encode()}))
+        with pytest.raises(ModelError, match=words):
+            edgeq.load(path)

@@ -21,7 +21,7 @@ from ..postprocess import top_k as ranked_classes
 from ..preprocess import FrameTransform, Preprocess, PreprocessOptions, resolve_preprocess
 from ..tflite_format import EDGETPU_CUSTOM_OP, ModelFile, is_edgetpu_compiled, load_model_file
 from .backends import get_backend
-from .delegates import check_options, delegate_spec
+from .delegates import DELEGATES, check_options, delegate_spec
 from .engines import NUMPY_DTYPES, LoadRequest
 from .probe import probe_model
 from .report import DelegateAttempt, DelegateReport
@@ -302,6 +302,9 @@ def _tuned_config(metadata: EdgeqMetadata | None, delegate: str | None, num_thre
     used = []
     if delegate is None:
         delegate = str(runtime["delegate"])
+        if delegate not in DELEGATES:  # never a library path named by a model file, nor an unknown name
+            raise ModelError(f"{source}: its edgeq metadata says it was tuned for delegate {delegate!r}, which is not "
+                             f"a registered delegate here ({', '.join(DELEGATES)}); pass delegate=... explicitly")
         used.append(f"delegate {delegate}")
         try:
             check_options(delegate, options)
