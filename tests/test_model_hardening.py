@@ -59,9 +59,12 @@ def test_structural_defects_are_named(tmp_path, kind, words):
     assert str(path) in str(info.value) and words in str(info.value)
 
 
-@pytest.mark.parametrize("kind", ["depthwise_without_bias", "conv_without_filter"])
+@pytest.mark.parametrize("kind", ["depthwise_without_bias"])
 def test_a_crash_in_the_trial_run_is_a_model_error_naming_the_signal(tmp_path, monkeypatch, kind):
-    """Even past the structural checks, the child process takes the SIGSEGV, not this one."""
+    """Even past the structural checks, the child process takes the SIGSEGV, not this one.
+
+    (The filter-less conv crashes only about 4 times in 5, so the trial run alone cannot be relied on for
+    it: the structural checks, which always run first, refuse it — test_structural_defects_are_named.)"""
     monkeypatch.setenv("EDGEQ_CACHE_DIR", str(tmp_path / "cache"))
     with pytest.raises(ModelError, match=r"was killed by SIG(SEGV|ABRT|BUS)"):
         probe_model(mutate(kind), f"{kind}.tflite", "ai-edge-litert")
