@@ -67,10 +67,11 @@ def check_outputs(inputs: Iterable[Any], *, force: bool = False, created: dict[s
     created = {k: v for k, v in (created or {}).items() if v is not None}
     reports = {k: v for k, v in (reports or {}).items() if v is not None and str(v) != "-"}
     check_distinct({**created, **reports})
-    for label, path in {**created, **reports}.items():
+    for label, path in reports.items():
         check_not_input(path, inputs, what=label)
-    for path in created.values():
-        check_output(path, force, inputs)
+    for label, path in created.items():
+        check_not_input(path, inputs, what=label)
+        check_output(path, force)
 
 
 def _same(a: pathlib.Path, b: Any) -> bool:

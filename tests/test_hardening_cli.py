@@ -44,10 +44,26 @@ def test_an_unwritable_output_location_fails_before_the_work(where):
     assert out.returncode == 1 and "cannot write" in out.stderr and "Traceback" not in out.stderr
 
 
+UNWRITABLE = r"""
+import sys
+import edgeq
+from edgeq.errors import OutputError
+try:
+    edgeq.convert(sys.argv[1], sys.argv[2], "/sys/edgeq-out/m.tflite")
+except OutputError as exc:
+    print("refused:", exc)
+print("tensorflow loaded:", "tensorflow" in sys.modules)
+"""
+
+
 @pytest.mark.convert
 def test_convert_to_an_unwritable_location_fails_before_tensorflow_loads():
     out = _cli("convert", BUNDLED_KERAS, "-c", CALIBRATION_DIR, "-o", "/sys/edgeq-out/m.tflite")
     assert out.returncode == 1 and "cannot write" in out.stderr and "Traceback" not in out.stderr
+    lib = subprocess.run([sys.executable, "-c", UNWRITABLE, str(BUNDLED_KERAS), str(CALIBRATION_DIR)],
+                         capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert "refused: cannot write /sys/edgeq-out/m.tflite" in lib.stdout, lib.stderr[-500:]
+    assert "tensorflow loaded: False" in lib.stdout  # refused up front, not after a conversion
 
 
 @pytest.mark.convert

@@ -88,26 +88,23 @@ def report_delegate(ctx: Any, report: Any) -> None:
         ctx.warn(w)
 
 
-def parse_delegate_options(pairs: tuple[str, ...]) -> dict[str, str]:
-    """--delegate-option KEY=VALUE (repeatable) -> dict."""
+def parse_key_values(pairs: tuple[str, ...], option: str, example: str) -> dict[str, str]:
+    """A repeatable ``OPTION KEY=VALUE`` -> dict (values stay strings: the consumer types them)."""
     opts = {}
     for p in pairs:
         key, sep, value = p.partition("=")
         if not sep or not key.strip():
-            raise UsageError(f"--delegate-option {p!r}: expected KEY=VALUE, e.g. device=usb:0")
+            raise UsageError(f"{option} {p!r}: expected KEY=VALUE, e.g. {example}")
         opts[key.strip()] = value.strip()
     return opts
+
+
+def parse_delegate_options(pairs: tuple[str, ...]) -> dict[str, str]:
+    return parse_key_values(pairs, "--delegate-option", "device=usb:0")
 
 
 def parse_postprocess_options(pairs: tuple[str, ...]) -> dict[str, str]:
-    """--postprocess-option KEY=VALUE (repeatable) -> dict; values are typed by the decoder."""
-    opts = {}
-    for p in pairs:
-        key, sep, value = p.partition("=")
-        if not sep or not key.strip():
-            raise UsageError(f"--postprocess-option {p!r}: expected KEY=VALUE, e.g. score_threshold=0.6")
-        opts[key.strip()] = value.strip()
-    return opts
+    return parse_key_values(pairs, "--postprocess-option", "score_threshold=0.6")
 
 
 def postprocess_option(f: Callable) -> Callable:

@@ -28,6 +28,11 @@ def op_names() -> dict[int, str]:
     return {v: k for k, v in vars(schema().BuiltinOperator).items() if not k.startswith("_")}
 
 
+def op_name(model: Any, op: Any, names: dict[int, str]) -> str:
+    """The builtin op name of ``op`` ("" for unknown codes); ``unpack`` has already merged the deprecated code."""
+    return names.get(model.operatorCodes[op.opcodeIndex].builtinCode, "")
+
+
 def unpack(buf: bytes) -> Any:
     s = schema()
     model = s.ModelT.InitFromObj(s.Model.GetRootAsModel(buf, 0))
@@ -52,7 +57,7 @@ def fold_constants(model: Any, buf: bytes) -> int:
     const = {i for i, t in enumerate(sg.tensors) if _has_data(model.buffers[t.buffer])}
     keep, targets = [], []
     for op in sg.operators:
-        name = names.get(model.operatorCodes[op.opcodeIndex].builtinCode, "")
+        name = op_name(model, op, names)
         if name in _FOLDABLE and all(i in const for i in op.inputs if i >= 0):
             targets.append(int(op.outputs[0]))
             const.add(int(op.outputs[0]))
@@ -106,11 +111,11 @@ def fuse_activations(model: Any) -> int:
     graph_out = {int(i) for i in sg.outputs}
     drop = set()
     for op in sg.operators:
-        act = _ACTIVATIONS.get(names.get(model.operatorCodes[op.opcodeIndex].builtinCode, ""))
+        act = _ACTIVATIONS.get(op_name(model, op, names))
         src = producer.get(int(op.inputs[0])) if act else None
         if src is None or consumers.get(int(op.inputs[0]), 0) != 1 or int(op.inputs[0]) in graph_out:
             continue
-        if names.get(model.operatorCodes[src.opcodeIndex].builtinCode) not in _FUSABLE_INTO:
+        if op_name(model, src, names) not in _FUSABLE_INTO:
             continue
         if src.builtinOptions is None or src.builtinOptions.fusedActivationFunction != 0:
             continue
@@ -128,7 +133,7 @@ def depth_to_space_as_transpose(model: Any) -> int:
     sg = model.subgraphs[0]
     out_ops, count = [], 0
     for op in sg.operators:
-        if names.get(model.operatorCodes[op.opcodeIndex].builtinCode) != "DEPTH_TO_SPACE":
+        if op_name(model, op, names) != "DEPTH_TO_SPACE":
             out_ops.append(op)
             continue
         b = int(op.builtinOptions.blockSize)
@@ -156,7 +161,7 @@ def prelu_as_max(model: Any) -> int:
     sg = model.subgraphs[0]
     out_ops, count = [], 0
     for op in sg.operators:
-        if names.get(model.operatorCodes[op.opcodeIndex].builtinCode) != "PRELU":
+        if op_name(model, op, names) != "PRELU":
             out_ops.append(op)
             continue
         x, alpha, y = int(op.inputs[0]), int(op.inputs[1]), int(op.outputs[0])

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..errors import ModelError
 from .boxes import box_iou, nms, to_source_boxes
-from .registry import Decoder, DecoderOption, Shapes, register
+from .registry import Decoder, DecoderOption, Shapes, optioned_decoder, register
 from .results import Detections, FrameContext, label_for
 
 OPTIONS = (
@@ -214,11 +214,7 @@ def _bind(o: Mapping[str, Any]) -> tuple[Any, Any]:
 
 def anchor_decoder(name: str, help: str, priority: int = 100, **defaults: Any) -> Decoder:
     """A registered anchor-SSD decoder whose option defaults are ``defaults`` (a preset) over OPTIONS'."""
-    opts = tuple(DecoderOption(d.name, d.kind, d.help, defaults.get(d.name, d.default)) for d in OPTIONS)
-    values = {d.name: d.default for d in opts}
-    fits, decode = _bind(values)
-    return register(Decoder(name, "detect", help, fits, decode, priority=priority, options=opts, bind=_bind,
-                            settings=tuple(values.items())))
+    return register(optioned_decoder(name, "detect", help, OPTIONS, _bind, priority=priority, **defaults))
 
 
 # Generic: the user gives the anchor options (or embeds them at conversion).

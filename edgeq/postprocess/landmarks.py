@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ModelError
-from .registry import Decoder, DecoderOption, Shapes, register
+from .registry import Decoder, DecoderOption, Shapes, optioned_decoder, register
 from .results import FrameContext, draw_caption
 
 OPTIONS = (
@@ -104,11 +104,7 @@ def _bind(o: Mapping[str, Any]) -> tuple[Any, Any]:
 
 def landmark_decoder(name: str, help: str, priority: int = 100, **defaults: Any) -> Decoder:
     """A registered landmark decoder whose option defaults are ``defaults`` (a preset) over OPTIONS'."""
-    opts = tuple(DecoderOption(d.name, d.kind, d.help, defaults.get(d.name, d.default)) for d in OPTIONS)
-    values = {d.name: d.default for d in opts}
-    fits, decode = _bind(values)
-    return register(Decoder(name, "landmarks", help, fits, decode, priority=priority, options=opts, bind=_bind,
-                            settings=tuple(values.items())))
+    return register(optioned_decoder(name, "landmarks", help, OPTIONS, _bind, priority=priority, **defaults))
 
 
 LANDMARKS = landmark_decoder("landmarks", "keypoints/landmarks in model-input pixels (num_points=N, ...)",

@@ -110,6 +110,17 @@ class Decoder:
             raise UsageError(f"decoder {self.name!r} needs a task (classify, detect, other, ...)")
 
 
+def optioned_decoder(name: str, task: str, help: str, options: Sequence[DecoderOption], bind: BindFn, *,
+                     priority: int = 100, **defaults: Any) -> Decoder:
+    """A decoder taking ``options``, bound to their defaults with ``defaults`` over them (a preset such as
+    ``mediapipe-face-short`` is the generic anchor decoder with MediaPipe's values as its defaults)."""
+    opts = tuple(dataclasses.replace(o, default=defaults.get(o.name, o.default)) for o in options)
+    values = {o.name: o.default for o in opts}
+    fits, decode = bind(values)
+    return Decoder(name, task, help, fits, decode, priority=priority, options=opts, bind=bind,
+                   settings=tuple(values.items()))
+
+
 _DECODERS: dict[str, Decoder] = {}
 
 
