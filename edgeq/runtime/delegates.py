@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..errors import UsageError
+from .cpu_knobs import check_bool, check_flags, check_weight_cache, load_litert_cpu
 from .engines import Loaded, LoadRequest
 from .loaders import library_loader, load_cpu, load_cpu_ref, load_edgetpu_interpreter, load_gpu, load_xnnpack
 from .selection import load_auto
@@ -58,6 +59,8 @@ class DelegateSpec:
     that library (which defines its own) instead of being checked against ``options``.
     ``trial_kernels``: the OpResolverType the crash-containment trial run (``runtime.probe``) uses
     for this delegate's CPU kernels ("" = builtin kernels with XNNPACK).
+    ``tune_variants``: option sets ``edgeq tune`` measures besides the defaults (only options that
+    change speed or init time, never what the model computes).
     """
 
     name: str
@@ -68,6 +71,7 @@ class DelegateSpec:
     library_option: str | None = None
     delegates_nodes: bool = True
     trial_kernels: str = ""
+    tune_variants: tuple[tuple[tuple[str, str], ...], ...] = ()
 
     @property
     def option_names(self) -> tuple[str, ...]:
@@ -168,12 +172,21 @@ def check_edgetpu_device(device: str) -> None:
 _DEVICE = DelegateOption("device", "usb|usb:N|pci|pci:N", check=check_edgetpu_device)
 _PRECISION = DelegateOption("precision", "fp16|fp32", choices=("fp16", "fp32"))
 _LIBRARY = DelegateOption("library", "PATH")
+_LATEST = DelegateOption("latest", "0|1", check=check_bool("latest"))
+_FLAGS = DelegateOption("xnnpack_flags", "INT", check=check_flags)
+_WEIGHT_CACHE = DelegateOption("weight_cache", "on|DIR", check=check_weight_cache)
+_YNNPACK = DelegateOption("ynnpack", "0|1", check=check_bool("ynnpack"))
 
 register_delegate(DelegateSpec(
     "auto", "Edge TPU if the model is compiled for it and a TPU is present, else a hardware GPU if the whole "
     "model runs on it, else XNNPACK", load_auto, (_DEVICE, _PRECISION), runs_edgetpu_models=True))
 register_delegate(DelegateSpec(
-    "xnnpack", "optimized CPU kernels through XNNPACK (the default CPU path; num_threads)", load_xnnpack))
+    "xnnpack", "optimized CPU kernels through XNNPACK (the default CPU path; num_threads; latest=1: XNNPACK's "
+    "not-yet-default operators)", load_xnnpack, (_LATEST,), tune_variants=((("latest", "1"),),)))
+register_delegate(DelegateSpec(
+    "litert-cpu", "CPU through LiteRT's CompiledModel API (XNNPACK underneath; xnnpack_flags, latest, weight_cache "
+    "to cut init, ynnpack where built in)", load_litert_cpu, (_FLAGS, _LATEST, _WEIGHT_CACHE, _YNNPACK),
+    tune_variants=((("latest", "1"),), (("weight_cache", "on"),), (("ynnpack", "1"),))))
 register_delegate(DelegateSpec("cpu", "builtin CPU kernels without the default XNNPACK delegate", load_cpu,
                                delegates_nodes=False, trial_kernels="BUILTIN_WITHOUT_DEFAULT_DELEGATES"))
 register_delegate(DelegateSpec(

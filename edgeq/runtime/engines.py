@@ -81,40 +81,65 @@ class InterpreterEngine:
 
 
 class CompiledModelEngine:
-    """LiteRT's CompiledModel with the GPU accelerator: preallocated input/output TensorBuffers."""
+    """LiteRT's CompiledModel (GPU or CPU accelerator): preallocated input/output TensorBuffers.
 
-    def __init__(self, compiled: Any, out_specs: Sequence[TensorSpec], model_data: bytes):
+    The buffers come in the order of the model's (possibly placeholder) signature, which need not
+    be the subgraph's tensor order (TensorFlow sorts signature inputs by name): they are matched to
+    the model's inputs and outputs by tensor index, so ``run`` takes and returns the model's order.
+    """
+
+    def __init__(self, compiled: Any, model_file: ModelFile, model_data: bytes):
         self.compiled = compiled
         self._model_data = model_data  # the native model may point into these bytes: keep them alive
-        self._ins = compiled.create_input_buffers(0)
-        self._outs = compiled.create_output_buffers(0)
-        self._out_meta = [(int(np.prod(s.shape)), NUMPY_DTYPES[s.dtype], tuple(s.shape)) for s in out_specs]
+        sg = model_file.main
+        ins = compiled.create_input_buffers(0)
+        outs = compiled.create_output_buffers(0)
+        in_order, out_order = _signature_order(compiled, sg.inputs, sg.outputs)
+        self._sig_ins, self._sig_outs = ins, outs      # what run_by_index takes: signature order
+        self._ins = [ins[i] for i in in_order]          # the same buffers in the model's order
+        self._outs = [outs[i] for i in out_order]
+        self._out_meta = [(int(np.prod(s.shape)), NUMPY_DTYPES[s.dtype], tuple(s.shape))
+                          for s in (TensorSpec.from_tensor(sg.tensors[i]) for i in sg.outputs)]
 
     def run(self, tensors: Sequence[np.ndarray]) -> list[np.ndarray]:
         for buf, tensor in zip(self._ins, tensors):
             buf.write(tensor)
-        self.compiled.run_by_index(0, self._ins, self._outs)
+        self.compiled.run_by_index(0, self._sig_ins, self._sig_outs)
         return [buf.read(n, dtype).reshape(shape) for buf, (n, dtype, shape) in zip(self._outs, self._out_meta)]
 
     def close(self) -> None:
-        for buf in self._ins + self._outs:
+        for buf in self._sig_ins + self._sig_outs:
             buf.destroy()
-        self._ins, self._outs = [], []
+        self._ins, self._outs, self._sig_ins, self._sig_outs = [], [], [], []
         self.compiled.close()
         self.compiled = None
         self._model_data = b""
 
 
+def _signature_order(compiled: Any, inputs: Sequence[int], outputs: Sequence[int]) -> tuple[list[int], list[int]]:
+    """For each model input/output (by tensor index), its position among the signature's buffers."""
+    key = next(iter(compiled.get_signature_list()))
+    sig = compiled.get_signature_list()[key]
+    in_details, out_details = compiled.get_input_tensor_details(key), compiled.get_output_tensor_details(key)
+    sig_in = [int(in_details[name]["index"]) for name in sig["inputs"]]
+    sig_out = [int(out_details[name]["index"]) for name in sig["outputs"]]
+    if sorted(sig_in) != sorted(inputs) or sorted(sig_out) != sorted(outputs):
+        raise ModelError(f"the CompiledModel signature {key!r} has tensors {sig_in} -> {sig_out}, not the model's "
+                         f"inputs {list(inputs)} -> outputs {list(outputs)}; use an Interpreter delegate (xnnpack)")
+    return [sig_in.index(t) for t in inputs], [sig_out.index(t) for t in outputs]
+
+
 def interpreter_engine(req: LoadRequest, name: str, *, resolver: str | None = None,
-                       delegate: Any = None) -> Loaded:
+                       delegate: Any = None, interpreter_kwargs: dict[str, Any] | None = None) -> Loaded:
     """A classic Interpreter with an OpResolverType ``resolver`` and/or a loaded external ``delegate``.
 
     Without either, the backend's default XNNPACK delegate runs what it can, and counts as the
-    delegate. ``name`` is the delegate's name in errors and in the report.
+    delegate. ``name`` is the delegate's name in errors and in the report. ``interpreter_kwargs``:
+    more Interpreter arguments (e.g. ``experimental_default_delegate_latest_features``).
     """
     be, mf = req.backend, req.model_file
     external = [delegate] if delegate is not None else []
-    kwargs: dict[str, Any] = {"model_content": req.data}
+    kwargs: dict[str, Any] = {"model_content": req.data, **(interpreter_kwargs or {})}
     if req.num_threads is not None:
         kwargs["num_threads"] = req.num_threads
     if resolver is not None:

@@ -5,20 +5,34 @@ The registry in ``delegates`` names them; ``selection`` (``auto``) calls them di
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import os
 import sys
 from collections.abc import Callable
 
 from ..errors import DelegateError, DelegateUnavailableError
-from ..modelinfo import TensorSpec
 from ..tflite_format import EDGETPU_CUSTOM_OP
+from .cpu_knobs import is_on
 from .engines import CompiledModelEngine, Loaded, LoadRequest, interpreter_engine
 from .libraries import load_edgetpu, load_external_delegate
 from .vulkan import NO_VULKAN_HINT, vulkan_adapters
 
+LATEST_KWARG = "experimental_default_delegate_latest_features"
+
 
 def load_xnnpack(req: LoadRequest) -> Loaded:
-    return interpreter_engine(req, "xnnpack")
+    """The Interpreter's default XNNPACK delegate; ``latest=1`` enables its flag-protected features."""
+    if not is_on(req.options, "latest"):
+        return interpreter_engine(req, "xnnpack")
+    try:
+        takes = LATEST_KWARG in inspect.signature(req.backend.interpreter_class).parameters
+    except (TypeError, ValueError):
+        takes = False
+    if not takes:
+        raise DelegateUnavailableError(f"xnnpack: latest=1 needs an Interpreter with {LATEST_KWARG}, which "
+                                       f"{req.backend.name} {req.backend.version} lacks; use latest=0")
+    loaded = interpreter_engine(req, "xnnpack", interpreter_kwargs={LATEST_KWARG: True})
+    return dataclasses.replace(loaded, details=loaded.details + (("latest_features", "on"),))
 
 
 def load_cpu(req: LoadRequest) -> Loaded:
@@ -92,8 +106,7 @@ def load_gpu_accelerator(req: LoadRequest, *, require_full: bool) -> Loaded:
     if require_full and not full:
         compiled.close()
         raise DelegateUnavailableError("the GPU accelerator supports only part of the model")
-    engine = CompiledModelEngine(compiled, [TensorSpec.from_tensor(mf.main.tensors[i]) for i in mf.main.outputs],
-                                 req.data)
+    engine = CompiledModelEngine(compiled, mf, req.data)
     adapter = next((a for a in adapters if not a.is_software), adapters[0])  # Dawn prefers hardware
     details = (("precision", precision), ("adapter", adapter.name), ("adapter_type", adapter.device_type),
                ("num_threads", f"{num_threads or 'default'} (CPU kernels of nodes the GPU does not take)"))
