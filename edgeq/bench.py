@@ -72,6 +72,8 @@ class BenchResult:
     skipped: tuple[str, ...] = ()  # delegates tried before the one used, with the reason
     error: str | None = None
     warnings: tuple[str, ...] = ()
+    options: tuple[tuple[str, Any], ...] = ()  # the delegate options it ran with
+    tuned: str = ""  # what came from the model's tuned configuration (edgeq tune), "" = nothing
 
     @property
     def ok(self) -> bool:
@@ -88,6 +90,7 @@ class BenchResult:
             "input_shape": list(self.input_shape),
             "skipped": list(self.skipped), "error": self.error, "warnings": list(self.warnings),
             "samples_ms": list(self.samples_ms),  # the distribution, for plots made later (edgeq report)
+            "options": dict(self.options), "tuned": self.tuned,
         }
 
 
@@ -193,47 +196,76 @@ def _bench_isolated(model: str, delegate: str, threads: int | None, runs: int, w
                        warnings=tuple(d["warnings"]))
 
 
-def run_benchmark(models: Sequence[str], delegates: Sequence[str], threads: Sequence[int | None], *,
-                  runs: int = 100, warmup: int = 10, delegate_options: dict[str, Any] | None = None,
-                  isolate: bool = True, timeout: float = 600.0,
+def run_benchmark(models: Sequence[str], delegates: Sequence[str] | None = None,
+                  threads: Sequence[int | None] | None = None, *, runs: int = 100, warmup: int = 10,
+                  delegate_options: dict[str, Any] | None = None, isolate: bool = True, timeout: float = 600.0,
                   progress: Callable[[BenchResult], None] | None = None) -> list[BenchResult]:
-    """Every model x delegate x threads combination; errors are recorded per combination."""
-    from .runtime.delegates import DELEGATES, check_delegate_name, check_options, options_for
+    """Every model x delegate x threads combination; errors are recorded per combination.
+
+    ``delegates`` / ``threads`` None: what the model's tuned configuration (``edgeq tune -o``) says, with
+    its tuned delegate options (``BenchResult.tuned`` says so), else ``auto`` / 1 thread; either given
+    explicitly overrides that part, as in ``edgeq.load``.
+    """
     from .tflite_format import load_model_file
 
     if runs < 1 or warmup < 0:
         raise UsageError(f"--runs must be >= 1 and --warmup >= 0, got runs={runs}, warmup={warmup}")
     if not models:
         raise UsageError("give at least one model")
-    for d in delegates:
-        check_delegate_name(d)
-    per_delegate = {d: options_for(d, delegate_options or {}) for d in delegates}
-    unused = sorted(set(delegate_options or {}) - {k for opts in per_delegate.values() for k in opts})
-    if unused:
-        raise UsageError(f"delegate option(s) {', '.join(unused)} are taken by none of the delegates "
-                         f"{', '.join(delegates)}; options by delegate: "
-                         + "; ".join(f"{d}: {', '.join(s.option_names) or 'none'}" for d, s in DELEGATES.items())
-                         + "; an external delegate .so: any")
-    for d, opts in per_delegate.items():
-        check_options(d, opts)  # bad values are usage errors before any measurement
+    plans = {}
     for m in models:
-        load_model_file(m)  # fail fast on a bad file, before any measurement
+        _, mf = load_model_file(m)  # fail fast on a bad file, before any measurement
+        plans[m] = _plan(str(m), mf, delegates, threads, delegate_options or {})
     results = []
     for model in models:
-        for delegate in delegates:
-            for n in threads:
-                if isolate:
-                    r = _bench_isolated(str(model), delegate, n, runs, warmup, per_delegate[delegate], timeout)
-                else:
-                    try:
-                        r = bench_one(str(model), delegate, n, runs, warmup, per_delegate[delegate])
-                    except EdgeqError as exc:
-                        r = BenchResult(model=str(model), delegate=delegate, threads=n, runs=runs, warmup=warmup,
-                                        error=f"{type(exc).__name__}: {exc}")
-                results.append(r)
-                if progress:
-                    progress(r)
+        for delegate, n, opts, note in plans[model]:
+            if isolate:
+                r = _bench_isolated(str(model), delegate, n, runs, warmup, opts, timeout)
+            else:
+                try:
+                    r = bench_one(str(model), delegate, n, runs, warmup, opts)
+                except EdgeqError as exc:
+                    r = BenchResult(model=str(model), delegate=delegate, threads=n, runs=runs, warmup=warmup,
+                                    error=f"{type(exc).__name__}: {exc}")
+            results.append(dataclasses.replace(r, options=tuple(opts.items()), tuned=note))
+            if progress:
+                progress(results[-1])
     return add_warnings(results)
+
+
+DEFAULT_THREADS = 1  # bench's thread count for a model without a tuned one
+
+
+def _plan(model: str, mf: Any, delegates: Sequence[str] | None, threads: Sequence[int | None] | None,
+          options: dict[str, Any]) -> list[tuple[str, int | None, dict[str, Any], str]]:
+    """(delegate, threads, options, tuned note) for each combination to measure on this model."""
+    from .metadata import read_metadata
+    from .runtime.delegates import DELEGATES, check_delegate_name, check_options, options_for
+    from .runtime.model import tuned_config
+
+    for d in delegates or ():
+        check_delegate_name(d)
+    if delegates is not None:
+        per_delegate = {d: options_for(d, options) for d in delegates}
+        unused = sorted(set(options) - {k for opts in per_delegate.values() for k in opts})
+        if unused:
+            raise UsageError(f"delegate option(s) {', '.join(unused)} are taken by none of the delegates "
+                             f"{', '.join(delegates)}; options by delegate: "
+                             + "; ".join(f"{d}: {', '.join(s.option_names) or 'none'}" for d, s in DELEGATES.items())
+                             + "; an external delegate .so: any")
+    if delegates is not None and threads is not None:
+        for d in delegates:
+            check_options(d, per_delegate[d])  # bad values are usage errors before any measurement
+        return [(d, n, per_delegate[d], "") for d in delegates for n in threads]
+    meta = read_metadata(mf)
+    plan = []
+    for d in delegates if delegates is not None else [None]:
+        for n in threads if threads is not None else [None]:
+            cfg = tuned_config(meta, d, n, per_delegate[d] if d is not None else options, model)
+            check_options(cfg.delegate, cfg.options)
+            count = cfg.num_threads if cfg.num_threads is not None or threads is not None else DEFAULT_THREADS
+            plan.append((cfg.delegate, count, cfg.options, cfg.note))
+    return plan
 
 
 def add_warnings(results: Sequence[BenchResult]) -> list[BenchResult]:
@@ -298,15 +330,18 @@ def format_table(results: Sequence[BenchResult]) -> str:
     for r in results:
         name = pathlib.Path(r.model).name
         thr = "-" if r.threads is None else str(r.threads)
+        delegate = f"{r.delegate}*" if r.tuned else r.delegate
         if not r.ok:
-            lines.append(f"{name:<{w}} {r.delegate:<16} {thr:>3}  error: {r.error}")
+            lines.append(f"{name:<{w}} {delegate:<16} {thr:>3}  error: {r.error}")
             continue
         s = r.latency_ms
         nodes = f"{'?' if r.delegated_nodes is None else r.delegated_nodes}/{r.total_nodes}"
-        lines.append(f"{name:<{w}} {r.delegate:<16} {thr:>3} {r.init_ms:8.1f} {r.first_ms:8.3f} {s.p50:8.3f} "
+        lines.append(f"{name:<{w}} {delegate:<16} {thr:>3} {r.init_ms:8.1f} {r.first_ms:8.3f} {s.p50:8.3f} "
                      f"{s.p90:8.3f} {s.p99:8.3f} {s.mean:8.3f}±{s.std:<7.3f} {r.throughput_fps:8.1f} "
                      f"{r.peak_rss_mb:7.1f} {nodes:>7}")
     lines.append("times in ms (init = load + delegate setup; latency over the timed runs after warm-up)")
+    for name, note in dict.fromkeys((pathlib.Path(r.model).name, r.tuned) for r in results if r.tuned):
+        lines.append(f"* {name}: tuned: {note}")
     return "\n".join(lines)
 
 

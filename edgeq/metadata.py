@@ -98,11 +98,19 @@ class EdgeqMetadata:
         )
 
 
-RUNTIME_KEYS = ("delegate", "num_threads", "p50_ms", "tuned_on")
+RUNTIME_KEYS = ("delegate", "num_threads", "options", "p50_ms", "tuned_on")
+_OPTION_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_")
+# Options a model file may never set: they name native libraries (the gpu delegate's library=PATH).
+_RUNTIME_FORBIDDEN_OPTIONS = ("library",)
 
 
 def _runtime(value: Any) -> dict[str, Any]:
-    """The tuned runtime configuration: a delegate name, a thread count (or null), and what it measured."""
+    """The tuned runtime configuration: a delegate name, a thread count (or null), its options, what it measured.
+
+    A model file must never make edgeq load a native library or write where it says: the delegate is
+    a plain name and option values are short words or integers, never paths (the loader then checks
+    them against the delegate's registered options).
+    """
     if not isinstance(value, dict):
         raise ValueError(f"runtime must be an object, got {type(value).__name__}")
     if not value:
@@ -122,7 +130,36 @@ def _runtime(value: Any) -> dict[str, Any]:
     p50 = value.get("p50_ms")
     if p50 is not None and (not isinstance(p50, (int, float)) or isinstance(p50, bool)):
         raise ValueError(f"runtime p50_ms must be a number, got {p50!r:.40}")
-    return {**value, "delegate": delegate, "tuned_on": _text("runtime tuned_on", value.get("tuned_on", ""))}
+    out = {**value, "delegate": delegate, "tuned_on": _text("runtime tuned_on", value.get("tuned_on", ""))}
+    if "options" in value:
+        out["options"] = _runtime_options(value["options"])
+        if not out["options"]:
+            del out["options"]
+    return out
+
+
+def _runtime_options(options: Any) -> dict[str, str | int]:
+    """The tuned delegate options: lower-case names -> a short word or a non-negative integer, no paths."""
+    if not isinstance(options, dict):
+        raise ValueError(f"runtime options must be an object, got {type(options).__name__}")
+    if len(options) > 16:
+        raise ValueError(f"runtime options: {len(options)} entries, at most 16")
+    out: dict[str, str | int] = {}
+    for name, v in options.items():
+        if not name or len(name) > 40 or not set(name) <= _OPTION_NAME_CHARS:
+            raise ValueError(f"runtime option name {name!r:.50} must be 1-40 lower-case letters, digits or _")
+        if name in _RUNTIME_FORBIDDEN_OPTIONS:
+            raise ValueError(f"runtime option {name!r} names a native library; a model may not set it")
+        if isinstance(v, int) and not isinstance(v, bool):
+            if v < 0:
+                raise ValueError(f"runtime option {name}={v}: expected a non-negative integer")
+            out[name] = v
+            continue
+        text = _text(f"runtime option {name}", v)
+        if not text or len(text) > 40 or any(c in text for c in "/\\~") or text.startswith("."):
+            raise ValueError(f"runtime option {name}={text!r:.50}: expected a short word or number, not a path")
+        out[name] = text
+    return out
 
 
 def _postprocess(value: Any) -> dict[str, Any]:

@@ -1,9 +1,15 @@
 """``edgeq tune``: measure the runtime configurations of a .tflite model here and keep the fastest.
 
-This slice tunes what changes speed without reconverting: the CPU path (XNNPACK or the builtin
-kernels, which is XNNPACK on/off), the thread count, and any other registered delegate that
-loads on this machine. Each candidate runs in its own child process (``edgeq.bench``), ranked
-by median latency; the winner can be embedded in the model's metadata so ``edgeq.load`` uses it.
+This slice tunes what changes speed without reconverting: the CPU path (the Interpreter's XNNPACK,
+LiteRT's CompiledModel on the CPU, or the builtin kernels, which is XNNPACK on/off), XNNPACK's
+switches (each delegate's ``tune_variants``: latest operators, weight cache, YNNPACK), the thread
+count, and any other registered delegate that loads on this machine. Each candidate runs in its
+own child process (``edgeq.bench``), ranked by median latency; the winner can be embedded in the
+model's metadata so ``edgeq.load`` (and ``run``/``bench``) use it.
+
+The search is pruned so it stays short: threads are searched on the first CPU path only; every
+other delegate and option set is measured once at that path's best thread count; then only the
+winner's thread count is searched again around it (``prune=False``: every combination).
 """
 from __future__ import annotations
 
@@ -21,16 +27,21 @@ from .metadata import read_metadata, with_edgeq_metadata
 from .runtime.delegates import DELEGATES, check_delegate_name
 from .tflite_format import load_model_file
 
-CPU_PATHS = ("xnnpack", "cpu")
+CPU_PATHS = ("xnnpack", "cpu")  # always measured; other delegates first load once (a trial)
 # Registered delegates the default search leaves out, and why (the others are tried if they load here).
 NOT_SEARCHED = {"auto": "a selector, not a configuration: tune measures what it would choose among",
                 "cpu-ref": "reference kernels (slow ground truth), never the fast path"}
 PRUNE_GAIN = 0.03  # another thread must cut p50 by more than 3 % to keep adding threads
+PRUNE_SLOW = 2.0   # a delegate whose trial inference takes > 2x the best p50 so far is not measured further
+Options = tuple[tuple[str, str], ...]
 
 
 @dataclasses.dataclass(frozen=True)
 class TuneCandidate:
-    """One delegate x threads configuration as measured (``error`` set when it failed)."""
+    """One delegate x options x threads configuration as measured (``error`` set when it failed).
+
+    ``options``: the delegate options it ran with, as (name, value) pairs (() = the delegate's defaults).
+    """
 
     delegate: str
     threads: int | None
@@ -39,13 +50,19 @@ class TuneCandidate:
     init_ms: float | None = None
     size_bytes: int = 0
     error: str | None = None
+    options: Options = ()
 
     @property
     def ok(self) -> bool:
         return self.error is None
 
+    @property
+    def label(self) -> str:
+        """The delegate and its options, e.g. ``litert-cpu latest=1``."""
+        return " ".join([self.delegate] + [f"{k}={v}" for k, v in self.options])
+
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return {**dataclasses.asdict(self), "options": dict(self.options)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,14 +89,15 @@ class TuneResult:
 
 def tune(model: str | os.PathLike, *, threads: Sequence[int] | None = None, delegates: Sequence[str] | None = None,
          runs: int = 50, warmup: int = 5, output: str | os.PathLike | None = None, force: bool = False,
-         prune: bool = True, timeout: float = 600.0,
-         progress: Callable[[TuneCandidate], None] | None = None) -> TuneResult:
-    """Measure delegate x threads candidates of ``model`` on this machine; rank by p50; embed the winner.
+         prune: bool = True, timeout: float = 600.0, progress: Callable[[TuneCandidate], None] | None = None,
+         search_options: bool = True) -> TuneResult:
+    """Measure delegate x options x threads candidates of ``model`` on this machine; rank by p50; embed the winner.
 
-    ``threads``: the counts to try (default 1..cpu_count); with ``prune``, a delegate's search stops
-    at the first count that is not > 3 % faster than its best so far. ``delegates``: the ones to
-    measure (default: xnnpack and cpu, plus other registered delegates that load here). ``output``:
-    a new .tflite with the winner in its metadata (``edgeq.load`` then uses it); None: report only.
+    ``threads``: the counts to try (default 1..cpu_count). ``delegates``: the ones to measure (default:
+    xnnpack and cpu, plus other registered delegates that load here, e.g. litert-cpu). ``search_options``:
+    also each delegate's option variants (its registered ``tune_variants``). ``prune``: the short search
+    (module doc); False measures every combination. ``output``: a new .tflite with the winner (delegate,
+    threads, options) in its metadata (``edgeq.load`` then uses it); None: report only.
     """
     model = str(model)
     thread_list = _thread_list(threads)
@@ -90,25 +108,25 @@ def tune(model: str | os.PathLike, *, threads: Sequence[int] | None = None, dele
     if output is not None and read_metadata(mf) is None:
         raise ModelError(f"{model} has no edgeq metadata to hold the tuned configuration (a foreign model): "
                          "convert it with `edgeq convert`, or tune without an output to get the report only")
-    skipped: list[tuple[str, str]] = []
-    search = _delegates(model, delegates, skipped, timeout)
-    size = len(data)
-    measured: list[TuneCandidate] = []
-    for delegate in search:
-        measured += _search_threads(model, delegate, thread_list, runs, warmup, size, prune, skipped, timeout,
-                                    progress)
-    ranked = tuple(sorted((c for c in measured if c.ok), key=lambda c: c.p50_ms))
-    failed = tuple(c for c in measured if not c.ok)
+    given = _given_delegates(delegates)
+    search = _Search(model, len(data), runs, warmup, timeout, progress)
+    if prune:
+        search.pruned(given, thread_list, search_options)
+    else:
+        search.everything(given, thread_list, search_options)
+    ranked = tuple(sorted((c for c in search.measured if c.ok), key=lambda c: c.p50_ms))
+    failed = tuple(c for c in search.measured if not c.ok)
     if not ranked:
         raise EdgeqError(f"no configuration of {model} could be measured: "
-                         + "; ".join(f"{c.delegate}/{c.threads}: {c.error}" for c in failed[:3]))
+                         + "; ".join(f"{c.label}/{c.threads}: {c.error}" for c in failed[:3]))
     best = ranked[0]
     runtime = {"delegate": best.delegate, "num_threads": best.threads, "p50_ms": round(float(best.p50_ms), 4),
-               "tuned_on": f"{platform.machine()} {os.cpu_count()} cores"}
+               "tuned_on": f"{platform.machine()} {os.cpu_count()} cores",
+               **({"options": dict(best.options)} if best.options else {})}
     if output is not None:
         meta = dataclasses.replace(read_metadata(mf), runtime=runtime)
         write_bytes_atomic(output, with_edgeq_metadata(data, meta), exclusive=not force)
-    return TuneResult(model=model, ranked=ranked, failed=failed, skipped=tuple(skipped), runtime=runtime,
+    return TuneResult(model=model, ranked=ranked, failed=failed, skipped=tuple(search.skipped), runtime=runtime,
                       output=None if output is None else str(output))
 
 
@@ -125,75 +143,154 @@ def _thread_list(threads: Sequence[int] | None) -> list[int]:
     return sorted(set(out))
 
 
-def _delegates(model: str, delegates: Sequence[str] | None, skipped: list[tuple[str, str]],
-               timeout: float) -> list[str]:
-    """The delegates to search: the given ones, or the CPU paths plus every other one that loads here."""
-    if delegates is not None:
-        given = list(dict.fromkeys(delegates))
-        if not given:
-            raise UsageError("give at least one delegate (e.g. xnnpack,cpu)")
-        for d in given:
-            check_delegate_name(d)
-            if d == "auto":
-                raise UsageError(f"delegate 'auto' {NOT_SEARCHED['auto']}; name concrete ones, e.g. "
-                                 f"{','.join(CPU_PATHS)}")
-        return given
-    search = list(CPU_PATHS)
-    for name in DELEGATES:
-        if name in CPU_PATHS:
-            continue
-        if name in NOT_SEARCHED:
-            skipped.append((name, NOT_SEARCHED[name]))
-            continue
-        trial = run_benchmark([model], [name], [None], runs=1, warmup=0, timeout=timeout)[0]
-        if trial.ok:
-            search.append(name)
-        else:
-            skipped.append((name, f"does not load here: {trial.error}"))
-    return search
+def _given_delegates(delegates: Sequence[str] | None) -> list[str] | None:
+    """The delegates named by the caller, checked before anything is measured (None: the default search)."""
+    if delegates is None:
+        return None
+    given = list(dict.fromkeys(delegates))
+    if not given:
+        raise UsageError("give at least one delegate (e.g. xnnpack,cpu)")
+    for d in given:
+        check_delegate_name(d)
+        if d == "auto":
+            raise UsageError(f"delegate 'auto' {NOT_SEARCHED['auto']}; name concrete ones, e.g. "
+                             f"{','.join(CPU_PATHS)}")
+    return given
 
 
-def _search_threads(model: str, delegate: str, threads: list[int], runs: int, warmup: int, size: int, prune: bool,
-                    skipped: list[tuple[str, str]], timeout: float,
-                    progress: Callable[[TuneCandidate], None] | None) -> list[TuneCandidate]:
-    """Ascending thread counts for one delegate; with ``prune``, stop once a count no longer pays."""
-    out: list[TuneCandidate] = []
-    best: float | None = None
-    for i, n in enumerate(threads):
-        c = _candidate(run_benchmark([model], [delegate], [n], runs=runs, warmup=warmup, timeout=timeout)[0],
-                       delegate, size)
-        out.append(c)
-        if progress:
-            progress(c)
-        if not c.ok:
-            continue
-        if prune and best is not None and c.p50_ms > best * (1.0 - PRUNE_GAIN) and i + 1 < len(threads):
-            rest = ",".join(str(t) for t in threads[i + 1:])
-            skipped.append((f"{delegate} threads {rest}", f"pruned: {n} threads gave p50 {c.p50_ms:.3f} ms, not "
-                            f"more than {PRUNE_GAIN:.0%} better than {best:.3f} ms"))
-            break
-        best = c.p50_ms if best is None else min(best, c.p50_ms)
-    return out
+def _configs(delegate: str, search_options: bool) -> list[Options]:
+    """The option sets to measure for a delegate: its defaults, then its registered tune variants."""
+    spec = DELEGATES.get(delegate)
+    return [()] + (list(spec.tune_variants) if search_options and spec is not None else [])
 
 
-def _candidate(r: BenchResult, delegate: str, size: int) -> TuneCandidate:
+class _Search:
+    """The measurements of one tune run, and what was not measured and why."""
+
+    def __init__(self, model: str, size: int, runs: int, warmup: int, timeout: float,
+                 progress: Callable[[TuneCandidate], None] | None):
+        self.model, self.size, self.runs, self.warmup, self.timeout = model, size, runs, warmup, timeout
+        self.progress = progress
+        self.measured: list[TuneCandidate] = []
+        self.skipped: list[tuple[str, str]] = []
+        self._primed: set[tuple[str, Options]] = set()
+
+    def measure(self, delegate: str, options: Options, n: int | None) -> TuneCandidate:
+        opts = dict(options)
+        if "weight_cache" in opts and (delegate, options) not in self._primed:
+            # the first load writes the cache file: measure the loads that map it (what users get)
+            run_benchmark([self.model], [delegate], [n], runs=1, warmup=0, delegate_options=opts,
+                          timeout=self.timeout)
+            self._primed.add((delegate, options))
+        r = run_benchmark([self.model], [delegate], [n], runs=self.runs, warmup=self.warmup,
+                          delegate_options=opts, timeout=self.timeout)[0]
+        c = _candidate(r, delegate, self.size, options)
+        self.measured.append(c)
+        if self.progress:
+            self.progress(c)
+        return c
+
+    def best(self, pred: Callable[[TuneCandidate], bool] = lambda c: True) -> TuneCandidate | None:
+        ok = [c for c in self.measured if c.ok and pred(c)]
+        return min(ok, key=lambda c: c.p50_ms) if ok else None
+
+    def everything(self, given: list[str] | None, threads: list[int], search_options: bool) -> None:
+        """Every delegate x options x threads (no pruning)."""
+        for delegate in given if given is not None else self.loadable(CPU_PATHS, None):
+            for options in _configs(delegate, search_options):
+                for n in threads:
+                    self.measure(delegate, options, n)
+
+    def pruned(self, given: list[str] | None, threads: list[int], search_options: bool) -> None:
+        """Threads on the first delegate; the rest once at its best count; then the winner's threads around it."""
+        first = given[0] if given else CPU_PATHS[0]
+        self.thread_search(first, (), threads)
+        base = self.best()
+        at = base.threads if base is not None else threads[0]
+        others = given[1:] if given else self.loadable(CPU_PATHS[1:], base)
+        for delegate in [first] + list(others):
+            for options in _configs(delegate, search_options):
+                if (delegate, options) != (first, ()):
+                    self.measure(delegate, options, at)
+        winner = self.best()
+        if winner is not None and (winner.delegate, winner.options) != (first, ()):
+            self.climb(winner, threads)
+
+    def thread_search(self, delegate: str, options: Options, threads: list[int]) -> None:
+        """Ascending thread counts; stop once a count is not > PRUNE_GAIN faster than the best so far."""
+        best: float | None = None
+        for i, n in enumerate(threads):
+            c = self.measure(delegate, options, n)
+            if not c.ok:
+                continue
+            if best is not None and c.p50_ms > best * (1.0 - PRUNE_GAIN) and i + 1 < len(threads):
+                rest = ",".join(str(t) for t in threads[i + 1:])
+                self.skipped.append((f"{c.label} threads {rest}", f"pruned: {n} threads gave p50 {c.p50_ms:.3f} ms, "
+                                     f"not more than {PRUNE_GAIN:.0%} better than {best:.3f} ms"))
+                break
+            best = c.p50_ms if best is None else min(best, c.p50_ms)
+
+    def climb(self, winner: TuneCandidate, threads: list[int]) -> None:
+        """The winner's neighbouring thread counts, in each direction while they pay by > PRUNE_GAIN."""
+        def same(c: TuneCandidate) -> bool:
+            return c.delegate == winner.delegate and c.options == winner.options
+
+        i = threads.index(winner.threads) if winner.threads in threads else 0
+        for step in (-1, 1):
+            j = i + step
+            while 0 <= j < len(threads):
+                best = self.best(same)
+                c = self.measure(winner.delegate, winner.options, threads[j])
+                if not c.ok or best is None or c.p50_ms > best.p50_ms * (1.0 - PRUNE_GAIN):
+                    break
+                j += step
+        measured = {c.threads for c in self.measured if same(c)}
+        rest = [str(n) for n in threads if n not in measured]
+        if rest:
+            self.skipped.append((f"{winner.label} threads {','.join(rest)}", "pruned: the neighbouring counts of "
+                                 f"its best did not pay by more than {PRUNE_GAIN:.0%}"))
+
+    def loadable(self, paths: Sequence[str], base: TuneCandidate | None) -> list[str]:
+        """``paths``, plus every other registered delegate whose trial load works here and is not far slower."""
+        search = list(paths)
+        for name in DELEGATES:
+            if name in CPU_PATHS:
+                continue
+            if name in NOT_SEARCHED:
+                self.skipped.append((name, NOT_SEARCHED[name]))
+                continue
+            trial = run_benchmark([self.model], [name], [None], runs=1, warmup=0, timeout=self.timeout)[0]
+            if not trial.ok:
+                self.skipped.append((name, f"does not load here: {trial.error}"))
+            elif base is not None and trial.latency_ms is not None and \
+                    trial.latency_ms.p50 > PRUNE_SLOW * base.p50_ms:
+                self.skipped.append((name, f"pruned: its trial inference took {trial.latency_ms.p50:.3f} ms, more "
+                                     f"than {PRUNE_SLOW:g}x the best p50 {base.p50_ms:.3f} ms"))
+            else:
+                search.append(name)
+        return search
+
+
+def _candidate(r: BenchResult, delegate: str, size: int, options: Options = ()) -> TuneCandidate:
     """Named by the delegate as requested (an external library's path, not its report name)."""
     if not r.ok or r.latency_ms is None:
-        return TuneCandidate(delegate, r.threads, size_bytes=size, error=r.error)
-    return TuneCandidate(delegate, r.threads, r.latency_ms.p50, r.latency_ms.p99, r.init_ms, size)
+        return TuneCandidate(delegate, r.threads, size_bytes=size, error=r.error, options=options)
+    return TuneCandidate(delegate, r.threads, r.latency_ms.p50, r.latency_ms.p99, r.init_ms, size, options=options)
 
 
 def format_table(result: TuneResult) -> str:
     """The ranked table (fastest first), the failures, what was skipped and why, and the winner."""
-    head = f"{'rank':>4} {'delegate':<12} {'thr':>3} {'p50 ms':>9} {'p99 ms':>9} {'init ms':>8} {'size KB':>8}"
+    w = max([20] + [len(c.label) for c in result.ranked + result.failed])
+    head = (f"{'rank':>4} {'delegate / options':<{w}} {'thr':>3} {'p50 ms':>9} {'p99 ms':>9} {'init ms':>8} "
+            f"{'size KB':>8}")
     lines = [head, "-" * len(head)]
     for i, c in enumerate(result.ranked, 1):
-        lines.append(f"{i:>4} {c.delegate:<12} {c.threads or '-':>3} {c.p50_ms:9.3f} {c.p99_ms:9.3f} "
+        lines.append(f"{i:>4} {c.label:<{w}} {c.threads or '-':>3} {c.p50_ms:9.3f} {c.p99_ms:9.3f} "
                      f"{c.init_ms:8.1f} {c.size_bytes / 1024:8.1f}")
-    lines += [f"   - {c.delegate:<12} {c.threads or '-':>3}  error: {c.error}" for c in result.failed]
+    lines += [f"   - {c.label:<{w}} {c.threads or '-':>3}  error: {c.error}" for c in result.failed]
     lines += [f"skipped {what}: {why}" for what, why in result.skipped]
-    w = result.winner
-    lines.append(f"winner: {w.delegate} with {w.threads or 'default'} thread(s), p50 {w.p50_ms:.3f} ms"
+    win = result.winner
+    lines.append(f"winner: {win.label} with {win.threads or 'default'} thread(s), p50 {win.p50_ms:.3f} ms"
                  + (f" -> written into {pathlib.Path(result.output).name}'s metadata (edgeq.load uses it)"
                     if result.output else " (report only: give an output to embed it)"))
     return "\n".join(lines)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import click
+from click.core import ParameterSource
 
 from ..errors import EdgeqError, UsageError
 from .common import delegate_cli_options, emit_json, json_option, parse_delegate_options
@@ -27,7 +28,8 @@ def _ints(text: str) -> list[int | None]:
 @click.command("bench")
 @click.argument("models", nargs=-1, required=True, type=click.Path())
 @delegate_cli_options(several=True)
-@click.option("--threads", default="1", show_default=True, help="Comma-separated thread counts, e.g. 1,2,4.")
+@click.option("--threads", default="1", show_default=True, help="Comma-separated thread counts, e.g. 1,2,4 "
+              "(a model tuned by `edgeq tune -o`: its tuned count unless given).")
 @click.option("--runs", default=100, show_default=True, type=int, help="Timed inferences per combination.")
 @click.option("--warmup", default=10, show_default=True, type=int, help="Untimed inferences after the first.")
 @click.option("--csv", "csv_path", metavar="FILE", help="Write the results as CSV.")
@@ -41,19 +43,24 @@ def command(ctx, models, delegates, threads, runs, warmup, delegate_options, csv
     """Measure MODELS under every delegate x thread combination, each in a fresh interpreter.
 
     Reports load/init time, first inference, min/mean/p50/p90/p99/max/std latency, throughput,
-    peak RSS and delegated/total nodes, and warns about suspicious results.
+    peak RSS and delegated/total nodes, and warns about suspicious results. A model tuned by
+    `edgeq tune -o` runs with its tuned delegate, options and threads (marked * and "tuned:")
+    unless --delegate / --threads say otherwise.
     """
     from ..bench import format_table, plot, run_benchmark, write_csv
     from ..fileio import check_outputs
 
     check_outputs(models, reports={"--json": json_path, "--csv": csv_path, "--plot": plot_path})
 
-    delegate_list = [d.strip() for d in delegates.split(",") if d.strip()]
-    if not delegate_list:
+    given = click.get_current_context().get_parameter_source
+    # not given on the command line: each model's tuned configuration (edgeq tune -o), else auto / 1 thread
+    delegate_list = None if given("delegates") == ParameterSource.DEFAULT else \
+        [d.strip() for d in delegates.split(",") if d.strip()]
+    if delegate_list == []:
         raise UsageError("--delegate: give at least one delegate")
-    thread_list = _ints(threads)
+    thread_list = None if given("threads") == ParameterSource.DEFAULT else _ints(threads)
     opts = parse_delegate_options(delegate_options)
-    total = len(models) * len(delegate_list) * len(thread_list)
+    total = len(models) * len(delegate_list or [None]) * len(thread_list or [None])
     done = 0
 
     def progress(r) -> None:
@@ -61,6 +68,8 @@ def command(ctx, models, delegates, threads, runs, warmup, delegate_options, csv
         done += 1
         state = "error" if r.error else f"p50 {r.latency_ms.p50:.3f} ms"
         ctx.info(f"[{done}/{total}] {r.model} {r.delegate} threads={r.threads or '-'}: {state}")
+        if r.tuned:
+            ctx.info(f"    tuned: {r.tuned}")
         for reason in r.skipped:
             ctx.info(f"    skipped {reason}")
 

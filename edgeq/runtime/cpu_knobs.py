@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import logging
 import os
 import pathlib
 from collections.abc import Callable
@@ -28,6 +29,8 @@ from .._native import quiet_native_stderr
 from ..errors import DelegateError, DelegateUnavailableError, UsageError
 from .engines import CompiledModelEngine, Loaded, LoadRequest
 from .probe import cache_dir
+
+log = logging.getLogger(__name__)
 
 FLAG_QS8, FLAG_QU8, FLAG_LATEST = 0x1, 0x2, 0x40
 BOOLS = ("0", "1")
@@ -124,9 +127,12 @@ def load_litert_cpu(req: LoadRequest) -> Loaded:
 def _compile(data: bytes, cpu: Any) -> tuple[Any, list[str]]:
     from ai_edge_litert.compiled_model import CompiledModel, HardwareAccelerator, Options
 
-    with quiet_native_stderr() as native_log:  # accelerator registration chatter: shown with --verbose only
+    # LiteRT's accelerator registration chatter: shown with --verbose only
+    with quiet_native_stderr(not log.isEnabledFor(logging.DEBUG)) as native_log:
         compiled = CompiledModel.from_buffer(data, options=Options(hardware_accelerators=HardwareAccelerator.CPU,
                                                                    cpu_options=cpu))
+    for line in native_log:
+        log.debug("%s", line)
     return compiled, native_log
 
 

@@ -5,6 +5,7 @@ bounds-checked reader, so a truncated or hostile file is a ``ModelError``, never
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -240,7 +241,8 @@ def load(model: str | os.PathLike | bytes, delegate: str | None = None, num_thre
     ``delegate``: one of ``DELEGATES`` or a path to an external delegate library; the options
     for it are keyword arguments (e.g. ``device="usb:0"``, ``precision="fp32"``, or any
     ``key=value`` an external delegate takes). Not given (None): the delegate ``edgeq tune``
-    embedded in the model, else ``"auto"``; ``num_threads`` None likewise takes the tuned count.
+    embedded in the model (with its tuned options), else ``"auto"``; ``num_threads`` None likewise
+    takes the tuned count.
     """
     if delegate is not None:  # fail fast, before the file is read
         delegate_spec(delegate)
@@ -254,7 +256,8 @@ def load(model: str | os.PathLike | bytes, delegate: str | None = None, num_thre
     data, mf = load_model_file(model)
     source = "<model bytes>" if isinstance(model, (bytes, bytearray, memoryview)) else str(model)
     metadata = read_metadata(mf)
-    delegate, num_threads, tuned = _tuned_config(metadata, delegate, num_threads, delegate_options, source)
+    config = tuned_config(metadata, delegate, num_threads, delegate_options, source)
+    delegate, num_threads, delegate_options, tuned = config.delegate, config.num_threads, config.options, config.note
     spec = delegate_spec(delegate)
     check_options(delegate, delegate_options)
     check_structure(mf)
@@ -289,34 +292,57 @@ def load(model: str | os.PathLike | bytes, delegate: str | None = None, num_thre
                      init_ms=(time.perf_counter() - t0) * 1000.0)
 
 
-def _tuned_config(metadata: EdgeqMetadata | None, delegate: str | None, num_threads: int | None,
-                  options: dict[str, Any], source: str) -> tuple[str, int | None, str]:
-    """(delegate, threads, what came from the tuned config or ""): explicit arguments, then tuned, then auto.
+@dataclasses.dataclass(frozen=True)
+class TunedConfig:
+    """What ``load`` runs with: explicit arguments first, then the model's tuned ``runtime``, then the defaults.
 
-    Only what the caller left out (None) comes from the model's ``runtime`` metadata
-    (``edgeq tune -o``); a model without it keeps the old defaults (``auto``, runtime's threads).
+    ``note``: what came from the tuned configuration ("" = nothing), as the delegate report shows it.
+    """
+
+    delegate: str
+    num_threads: int | None
+    options: dict[str, Any]
+    note: str = ""
+
+
+def tuned_config(metadata: EdgeqMetadata | None, delegate: str | None, num_threads: int | None,
+                 options: dict[str, Any], source: str) -> TunedConfig:
+    """Resolve the configuration: only what the caller left out (None) comes from ``edgeq tune``'s metadata.
+
+    The tuned delegate comes with its tuned options (the caller's options win key by key); a delegate
+    given explicitly runs with the caller's options only. A model without a tuned configuration
+    keeps the old defaults (``auto``, the runtime's threads). Also used by ``edgeq bench``.
     """
     runtime = metadata.runtime if metadata is not None else {}
     if not runtime or (delegate is not None and num_threads is not None):
-        return delegate or "auto", num_threads, ""
+        return TunedConfig(delegate or "auto", num_threads, dict(options))
     used = []
     if delegate is None:
         delegate = str(runtime["delegate"])
         if delegate not in DELEGATES:  # never a library path named by a model file, nor an unknown name
             raise ModelError(f"{source}: its edgeq metadata says it was tuned for delegate {delegate!r}, which is not "
                              f"a registered delegate here ({', '.join(DELEGATES)}); pass delegate=... explicitly")
-        used.append(f"delegate {delegate}")
+        tuned_options = dict(runtime.get("options") or {})
+        try:
+            check_options(delegate, tuned_options)
+        except UsageError as exc:
+            raise ModelError(f"{source}: its edgeq metadata tunes delegate {delegate!r} with options this edgeq "
+                             f"refuses ({exc}); pass delegate=... explicitly, or tune the model again") from exc
+        options = {**tuned_options, **options}
         try:
             check_options(delegate, options)
         except UsageError as exc:
             raise UsageError(f"{source} is tuned for delegate {delegate!r} (edgeq tune), which does not take "
                              f"these options ({exc}); pass delegate=... explicitly") from exc
+        shown = ", ".join(f"{k}={v}" for k, v in tuned_options.items())
+        used.append(f"delegate {delegate}" + (f" ({shown})" if shown else ""))
     if num_threads is None and runtime.get("num_threads") is not None:
         num_threads = int(runtime["num_threads"])
         used.append(f"{num_threads} thread(s)")
     if not used:
-        return delegate, num_threads, ""
+        return TunedConfig(delegate, num_threads, dict(options))
     measured = f", p50 {runtime['p50_ms']:.3f} ms" if isinstance(runtime.get("p50_ms"), (int, float)) else ""
     where = f" on {runtime['tuned_on']}" if runtime.get("tuned_on") else ""
-    return delegate, num_threads, (f"{' and '.join(used)} from the model's edgeq metadata (edgeq tune"
-                                   f"{where}{measured}); explicit delegate/num_threads override it")
+    return TunedConfig(delegate, num_threads, dict(options),
+                       f"{' and '.join(used)} from the model's edgeq metadata (edgeq tune{where}{measured}); "
+                       "explicit delegate/num_threads override it")
