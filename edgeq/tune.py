@@ -32,7 +32,8 @@ CPU_PATHS = ("xnnpack", "cpu")  # always measured; other delegates first load on
 NOT_SEARCHED = {"auto": "a selector, not a configuration: tune measures what it would choose among",
                 "cpu-ref": "reference kernels (slow ground truth), never the fast path"}
 PRUNE_GAIN = 0.03  # another thread must cut p50 by more than 3 % to keep adding threads
-PRUNE_SLOW = 2.0   # a delegate whose trial inference takes > 2x the best p50 so far is not measured further
+PRUNE_SLOW = 2.0   # a delegate whose trial inferences take > 2x the best p50 so far is not measured further
+TRIAL_RUNS = 3
 Options = tuple[tuple[str, str], ...]
 
 
@@ -206,7 +207,9 @@ class _Search:
         first = given[0] if given else CPU_PATHS[0]
         self.thread_search(first, (), threads)
         base = self.best()
-        at = base.threads if base is not None else threads[0]
+        # the fewest threads within PRUNE_GAIN of the best: more threads that do not pay only take cores
+        at = min((c.threads for c in self.measured if c.ok and c.p50_ms <= base.p50_ms * (1.0 + PRUNE_GAIN)),
+                 default=threads[0]) if base is not None else threads[0]
         others = given[1:] if given else self.loadable(CPU_PATHS[1:], base)
         for delegate in [first] + list(others):
             for options in _configs(delegate, search_options):
@@ -259,12 +262,13 @@ class _Search:
             if name in NOT_SEARCHED:
                 self.skipped.append((name, NOT_SEARCHED[name]))
                 continue
-            trial = run_benchmark([self.model], [name], [None], runs=1, warmup=0, timeout=self.timeout)[0]
+            # a few warm inferences: the first one of a delegate pays its lazy setup
+            trial = run_benchmark([self.model], [name], [None], runs=TRIAL_RUNS, warmup=1, timeout=self.timeout)[0]
             if not trial.ok:
                 self.skipped.append((name, f"does not load here: {trial.error}"))
             elif base is not None and trial.latency_ms is not None and \
                     trial.latency_ms.p50 > PRUNE_SLOW * base.p50_ms:
-                self.skipped.append((name, f"pruned: its trial inference took {trial.latency_ms.p50:.3f} ms, more "
+                self.skipped.append((name, f"pruned: its trial inferences took {trial.latency_ms.p50:.3f} ms, more "
                                      f"than {PRUNE_SLOW:g}x the best p50 {base.p50_ms:.3f} ms"))
             else:
                 search.append(name)

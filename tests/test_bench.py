@@ -60,7 +60,7 @@ def test_cli_json_to_stdout_keeps_table_on_stderr(capsys):
 
 def test_cli_unknown_delegate_is_usage_error(capsys):
     assert main(["bench", INT8, "--delegate", "npu"]) == 2
-    assert "valid delegates: auto, xnnpack, cpu, cpu-ref, edgetpu, gpu" in capsys.readouterr().err
+    assert "valid delegates: auto, xnnpack, litert-cpu, cpu, cpu-ref, edgetpu, gpu" in capsys.readouterr().err
 
 
 def test_cli_bad_threads_and_missing_model(capsys, tmp_path):

@@ -184,6 +184,8 @@ def test_unknown_delegate_and_bad_options_list_valid_choices():
     for name in DELEGATES:
         assert name in str(e.value)
     with pytest.raises(UsageError, match="valid options: none"):
+        load(ADD, delegate="cpu", device="usb")
+    with pytest.raises(UsageError, match="valid options: latest"):
         load(ADD, delegate="xnnpack", device="usb")
     with pytest.raises(UsageError, match="fp16, fp32"):
         load(ADD, delegate="gpu", precision="int4")

@@ -270,7 +270,8 @@ def test_registered_delegate_options_are_checked_from_its_spec(npu, stats):
     with pytest.raises(UsageError, match="claim='MUL': expected one of ADD, edgetpu-custom-op"):
         load(ADD, delegate="npu-test", claim="MUL")
     assert stats.read()["created"] == 0  # refused before the library was even loaded
-    with pytest.raises(UsageError, match="valid delegates: auto, xnnpack, cpu, cpu-ref, edgetpu, gpu, npu-test"):
+    with pytest.raises(UsageError, match="valid delegates: auto, xnnpack, litert-cpu, cpu, cpu-ref, edgetpu, gpu, "
+                                         "npu-test"):
         load(ADD, delegate="npu")
     # not declared able to run Edge TPU models: refused like the CPU delegates
     with pytest.raises(ModelError, match="needs delegate='edgetpu', not 'npu-test'"):

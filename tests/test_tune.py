@@ -28,23 +28,28 @@ def _with_runtime(tmp_path: pathlib.Path, runtime: dict) -> pathlib.Path:
     return out
 
 
-def _fake_bench(p50_by: dict, calls: list):
-    """A run_benchmark stand-in: p50 from {(delegate, threads): ms} ({delegate: "error text"} fails)."""
+def _fake_bench(p50_by: dict, calls: list, default: float | None = None):
+    """A run_benchmark stand-in: p50 from {(delegate, threads): ms} or {("delegate k=v", threads): ms} for
+    option variants ({delegate or "delegate k=v": "error text"} fails; ``default`` for the rest)."""
     def fake(models, delegates, threads, **kwargs):
         d, n = delegates[0], threads[0]
-        calls.append((d, n))
-        if isinstance(p50_by.get(d), str):
-            return [BenchResult(model=models[0], delegate=d, threads=n, error=p50_by[d])]
-        ms = p50_by[(d, n)]
+        label = " ".join([d] + [f"{k}={v}" for k, v in (kwargs.get("delegate_options") or {}).items()])
+        calls.append((label, n))
+        for key in (label, d):
+            if isinstance(p50_by.get(key), str):
+                return [BenchResult(model=models[0], delegate=d, threads=n, error=p50_by[key])]
+        ms = p50_by.get((label, n), default)
         return [BenchResult(model=models[0], delegate=d, threads=n, init_ms=1.0,
                             latency_ms=LatencyStats(ms, ms, ms, ms, ms * 1.5, ms * 2, 0.0))]
     return fake
 
 
 def test_every_candidate_is_measured_and_ranked_by_p50_and_nothing_written(tmp_path):
-    res = tune_mod.tune(INT8, threads=[1, 2], delegates=["xnnpack", "cpu"], runs=3, warmup=0, prune=False)
+    res = tune_mod.tune(INT8, threads=[1, 2], delegates=["xnnpack", "cpu"], runs=3, warmup=0, prune=False,
+                        search_options=False)
     assert sorted((c.delegate, c.threads) for c in res.ranked) == [("cpu", 1), ("cpu", 2), ("xnnpack", 1),
                                                                    ("xnnpack", 2)]
+    assert all(c.options == () for c in res.ranked)
     p50s = [c.p50_ms for c in res.ranked]
     assert p50s == sorted(p50s) and all(c.p99_ms is not None and c.init_ms is not None for c in res.ranked)
     assert all(c.size_bytes == INT8.stat().st_size for c in res.ranked)
@@ -96,6 +101,14 @@ def test_models_without_runtime_keep_the_old_defaults():
     ({"num_threads": 1}, "runtime delegate"),
     ("xnnpack", "runtime must be an object"),
     ({"delegate": "cpu", "p50_ms": "fast"}, "p50_ms"),
+    ({"delegate": "litert-cpu", "options": {"weight_cache": "/tmp/elsewhere"}}, "not a path"),
+    ({"delegate": "litert-cpu", "options": {"weight_cache": "../up"}}, "not a path"),
+    ({"delegate": "gpu", "options": {"library": "libevil"}}, "native library"),
+    ({"delegate": "litert-cpu", "options": {"latest": True}}, "must be a string"),
+    ({"delegate": "litert-cpu", "options": {"Latest": "1"}}, "lower-case"),
+    ({"delegate": "litert-cpu", "options": ["latest"]}, "options must be an object"),
+    ({"delegate": "xnnpack", "options": {"colour": "red"}}, "options this edgeq refuses"),
+    ({"delegate": "litert-cpu", "options": {"latest": "2"}}, "expected one of 0, 1"),
 ])
 def test_malformed_runtime_metadata_is_a_model_error(tmp_path, runtime, match):
     d = read_metadata(INT8.read_bytes()).to_dict()
@@ -106,27 +119,57 @@ def test_malformed_runtime_metadata_is_a_model_error(tmp_path, runtime, match):
         edgeq.load(path)
 
 
-def test_pruning_stops_adding_threads_that_do_not_pay(monkeypatch):
+def test_pruning_threads_on_the_first_path_the_rest_at_its_best_count_then_the_winners_neighbours(monkeypatch):
     calls: list = []
-    fake = _fake_bench({("xnnpack", 1): 10.0, ("xnnpack", 2): 9.9, ("xnnpack", 3): 1.0,
-                        ("cpu", 1): 20.0, ("cpu", 2): 15.0, ("cpu", 3): 14.0}, calls)
+    fake = _fake_bench({("xnnpack", 1): 10.0, ("xnnpack", 2): 9.9, ("xnnpack", 3): 1.0, ("xnnpack latest=1", 1): 9.0,
+                        ("cpu", 1): 8.0, ("cpu", 2): 7.0, ("cpu", 3): 6.9}, calls)
     monkeypatch.setattr(tune_mod, "run_benchmark", fake)
     res = tune_mod.tune(INT8, threads=[3, 1, 2], delegates=["xnnpack", "cpu"], runs=1, warmup=0)
-    assert calls == [("xnnpack", 1), ("xnnpack", 2), ("cpu", 1), ("cpu", 2), ("cpu", 3)]
-    assert [(c.delegate, c.threads) for c in res.ranked][0] == ("xnnpack", 2)
-    assert res.skipped == (("xnnpack threads 3", res.skipped[0][1]),) and "pruned" in res.skipped[0][1]
+    assert calls == [("xnnpack", 1), ("xnnpack", 2),      # 2 threads do not pay by > 3 %: threads 3 pruned
+                     ("xnnpack latest=1", 1), ("cpu", 1),  # the rest once, at xnnpack's best count (fewest threads)
+                     ("cpu", 2), ("cpu", 3)]               # the winner's neighbours while they pay
+    assert [(c.label, c.threads) for c in res.ranked][:2] == [("cpu", 3), ("cpu", 2)]  # ranked by p50
+    skipped = dict(res.skipped)
+    assert "pruned" in skipped["xnnpack threads 3"] and res.winner.options == ()
+
+
+def test_winning_options_round_trip_through_the_metadata_into_load(monkeypatch, tmp_path):
+    calls: list = []
+    p50 = {("litert-cpu latest=1", 1): 1.0, "litert-cpu ynnpack=1": "DelegateUnavailableError: no YNNPACK"}
+    monkeypatch.setattr(tune_mod, "run_benchmark", _fake_bench(p50, calls, default=5.0))
+    out = tmp_path / "tuned.tflite"
+    res = tune_mod.tune(INT8, threads=[1], delegates=["xnnpack", "litert-cpu"], runs=1, warmup=0, output=out)
+    assert res.winner.label == "litert-cpu latest=1" and res.winner.to_dict()["options"] == {"latest": "1"}
+    assert [c.label for c in res.failed] == ["litert-cpu ynnpack=1"]
+    assert ("litert-cpu weight_cache=on", 1) in calls  # every registered variant was measured
+    assert calls.count(("litert-cpu weight_cache=on", 1)) == 2  # primed once: the measured load maps the cache
+    runtime = read_metadata(out.read_bytes()).runtime
+    assert runtime["options"] == {"latest": "1"} and res.runtime == runtime
+    monkeypatch.undo()
+    if not edgeq.runtime.get_backend().has_compiled_model:
+        pytest.skip("litert-cpu needs ai-edge-litert")
+    with edgeq.load(out) as m:  # the real loader, with the tuned delegate, options and threads
+        details = dict(m.delegate_report.details)
+        assert m.delegate_report.delegate == "litert-cpu" and details["xnnpack_flags"] == "0x43"
+        assert details["num_threads"] == "1" and "delegate litert-cpu (latest=1)" in details["tuned"]
+    with edgeq.load(out, xnnpack_flags=3) as m:  # the caller's options win key by key
+        assert dict(m.delegate_report.details)["xnnpack_flags"] == "0x43"  # latest=1 still ORs 0x40 in
+    with edgeq.load(out, delegate="xnnpack") as m:  # another delegate: the tuned options do not follow it
+        assert "latest_features" not in dict(m.delegate_report.details)
 
 
 def test_default_search_tries_other_delegates_and_reports_skipped_ones(monkeypatch):
     calls: list = []
-    p50 = {("xnnpack", 1): 1.0, ("cpu", 1): 2.0, "edgetpu": "DelegateUnavailableError: no libedgetpu",
-           ("gpu", None): 5.0, ("gpu", 1): 4.0}
-    monkeypatch.setattr(tune_mod, "run_benchmark", _fake_bench(p50, calls))
+    p50 = {("xnnpack", 1): 1.0, "edgetpu": "DelegateUnavailableError: no libedgetpu",
+           ("gpu", None): 1.5, ("gpu", 1): 1.4, ("litert-cpu", None): 9.0}
+    monkeypatch.setattr(tune_mod, "run_benchmark", _fake_bench(p50, calls, default=1.2))
     res = tune_mod.tune(INT8, threads=[1], runs=1, warmup=0)
     skipped = dict(res.skipped)
     assert "selector" in skipped["auto"] and "reference" in skipped["cpu-ref"]
     assert "no libedgetpu" in skipped["edgetpu"] and "does not load here" in skipped["edgetpu"]
-    assert [c.delegate for c in res.ranked] == ["xnnpack", "cpu", "gpu"]
+    assert "pruned" in skipped["litert-cpu"] and "2x the best p50" in skipped["litert-cpu"]
+    assert {c.delegate for c in res.ranked} == {"xnnpack", "cpu", "gpu"} and res.winner.label == "xnnpack"
+    assert ("gpu", 1) in calls and not any(label.startswith("litert-cpu") and n == 1 for label, n in calls)
 
 
 def test_errors_are_clear_and_come_before_any_measurement(tmp_path, monkeypatch):
@@ -164,7 +207,8 @@ def test_cli_prints_the_table_and_writes_model_and_json(tmp_path, capsys):
     assert code == 0, captured.err
     assert "rank delegate" in captured.out and "winner:" in captured.out
     d = json.loads(report.read_text())
-    assert len(d["ranked"]) == 2 and d["runtime"] == read_metadata(out.read_bytes()).runtime
+    assert len(d["ranked"]) == 3 and d["runtime"] == read_metadata(out.read_bytes()).runtime
+    assert sorted(str(c["options"]) for c in d["ranked"]) == ["{'latest': '1'}", "{}", "{}"]  # xnnpack's variant
     code = main(["tune", str(INT8), "--threads", "1", "--delegate", "cpu", "-o", str(out)])
     assert code != 0 and "--force" in capsys.readouterr().err
     assert main(["tune", str(INT8), "--threads", "one"]) == 2
@@ -195,3 +239,27 @@ def test_a_model_file_can_never_make_load_open_a_library(tmp_path):
         path.write_bytes(embed_metadata(data, {METADATA_NAME: json.dumps(meta).encode()}))
         with pytest.raises(ModelError, match=words):
             edgeq.load(path)
+
+
+def test_bench_uses_the_tuned_config_by_default_and_explicit_arguments_override_it(tmp_path, capsys):
+    from edgeq.bench import run_benchmark
+
+    path = _with_runtime(tmp_path, {"delegate": "xnnpack", "num_threads": 2, "options": {"latest": "1"}})
+    (r,) = run_benchmark([str(path)], runs=2, warmup=0, isolate=False)
+    assert r.ok and (r.delegate, r.threads, dict(r.options)) == ("xnnpack", 2, {"latest": "1"})
+    assert "delegate xnnpack (latest=1) and 2 thread(s)" in r.tuned and r.to_dict()["tuned"] == r.tuned
+    (r,) = run_benchmark([str(path)], threads=[1], runs=2, warmup=0, isolate=False)
+    assert (r.delegate, r.threads, dict(r.options)) == ("xnnpack", 1, {"latest": "1"}) and "thread" not in \
+        r.tuned.split("from")[0]
+    (r,) = run_benchmark([str(path)], ["cpu"], [1], runs=2, warmup=0, isolate=False)
+    assert (r.delegate, r.threads, r.options, r.tuned) == ("cpu", 1, (), "")
+    (r,) = run_benchmark([str(INT8)], runs=2, warmup=0, isolate=False)  # not tuned: auto, 1 thread
+    assert (r.delegate, r.threads, r.tuned) == ("auto:xnnpack", 1, "")
+    code = main(["bench", str(path), "--runs", "2", "--warmup", "0", "--in-process"])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    assert "xnnpack*" in out.out and "tuned: delegate xnnpack (latest=1) and 2 thread(s)" in out.out
+    code = main(["bench", str(path), "--runs", "2", "--warmup", "0", "--in-process", "--delegate", "cpu",
+                 "--threads", "1"])
+    out = capsys.readouterr()
+    assert code == 0 and "tuned:" not in out.out and "*" not in out.out and " cpu " in out.out
