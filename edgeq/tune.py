@@ -74,7 +74,8 @@ class TuneResult:
     ranked: tuple[TuneCandidate, ...]
     failed: tuple[TuneCandidate, ...]
     skipped: tuple[tuple[str, str], ...]   # (what, why): delegates that do not load here, pruned thread counts
-    runtime: dict[str, Any]                # what is (with output) or would be embedded
+    runtime: dict[str, Any]                # what is (with output) or would be embedded: delegate, num_threads,
+    #                                        options (if any), p50_ms, tuned_on
     output: str | None = None
 
     @property

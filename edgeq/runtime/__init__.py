@@ -3,7 +3,8 @@
 Runtime code: it never imports TensorFlow when ai-edge-litert or tflite-runtime is installed.
 
 Modules: ``model`` (EdgeModel, load), ``delegates`` (the delegate registry), ``selection``
-(``auto``), ``loaders`` (each builtin delegate's loader), ``engines`` (what runs the graph),
+(``auto``), ``loaders`` (each builtin delegate's loader), ``cpu_knobs`` (``litert-cpu``: LiteRT's
+CompiledModel on the CPU, and XNNPACK's switches), ``engines`` (what runs the graph),
 ``libraries`` (external delegate .so, libedgetpu), ``vulkan`` (GPU adapter probe), ``report``
 (DelegateReport), ``backends`` (which interpreter package), ``child`` (child processes).
 """
