@@ -109,8 +109,10 @@ def test_models_without_runtime_keep_the_old_defaults():
     ({"delegate": "litert-cpu", "options": ["latest"]}, "options must be an object"),
     ({"delegate": "xnnpack", "options": {"colour": "red"}}, "options this edgeq refuses"),
     ({"delegate": "litert-cpu", "options": {"latest": "2"}}, "expected one of 0, 1"),
+    ({"delegate": "litert-cpu", "options": {"weight_cache": "tests"}}, "may not come from a model file"),
 ])
-def test_malformed_runtime_metadata_is_a_model_error(tmp_path, runtime, match):
+def test_malformed_runtime_metadata_is_a_model_error(tmp_path, runtime, match, monkeypatch):
+    monkeypatch.chdir(DATA.parent.parent)  # "tests" is an existing directory from here: only from_model refuses it
     d = read_metadata(INT8.read_bytes()).to_dict()
     d["runtime"] = runtime
     path = tmp_path / "bad.tflite"

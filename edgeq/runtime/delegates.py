@@ -30,12 +30,17 @@ Loader = Callable[[LoadRequest], Loaded]
 
 @dataclasses.dataclass(frozen=True)
 class DelegateOption:
-    """One ``key=value`` option a delegate takes; ``values`` shows its form in help (``fp16|fp32``, ``PATH``)."""
+    """One ``key=value`` option a delegate takes; ``values`` shows its form in help (``fp16|fp32``, ``PATH``).
+
+    ``from_model``: the only values a model file's tuned configuration may set (None: any valid value);
+    options that name paths allow none or fixed words, so a model never points edgeq at a file.
+    """
 
     name: str
     values: str
     choices: tuple[str, ...] = ()
     check: Callable[[str], None] | None = None  # raises UsageError for a bad value
+    from_model: tuple[str, ...] | None = None
 
     def validate(self, value: Any) -> None:
         if self.choices and value not in self.choices:
@@ -144,6 +149,17 @@ def check_options(name: str, options: Mapping[str, Any]) -> None:
             option.validate(options[option.name])
 
 
+def check_model_options(name: str, options: Mapping[str, Any]) -> None:
+    """Options read from a model file: valid for the delegate, and only the values a model may set."""
+    check_options(name, options)
+    for option in DELEGATES[name].options:
+        if option.name in options and option.from_model is not None and \
+                str(options[option.name]) not in option.from_model:
+            allowed = ", ".join(option.from_model) or "nothing"
+            raise UsageError(f"{option.name}={options[option.name]!r} may not come from a model file (allowed there: "
+                             f"{allowed}); pass it explicitly")
+
+
 def options_for(name: str, options: Mapping[str, Any]) -> dict[str, Any]:
     """The options of a multi-delegate benchmark that this delegate takes (an external library: all)."""
     if _takes_any_option(name, options):
@@ -171,10 +187,10 @@ def check_edgetpu_device(device: str) -> None:
 # ---- the builtin delegates -------------------------------------------------------------------
 _DEVICE = DelegateOption("device", "usb|usb:N|pci|pci:N", check=check_edgetpu_device)
 _PRECISION = DelegateOption("precision", "fp16|fp32", choices=("fp16", "fp32"))
-_LIBRARY = DelegateOption("library", "PATH")
+_LIBRARY = DelegateOption("library", "PATH", from_model=())
 _LATEST = DelegateOption("latest", "0|1", check=check_bool("latest"))
 _FLAGS = DelegateOption("xnnpack_flags", "INT", check=check_flags)
-_WEIGHT_CACHE = DelegateOption("weight_cache", "on|DIR", check=check_weight_cache)
+_WEIGHT_CACHE = DelegateOption("weight_cache", "on|DIR", check=check_weight_cache, from_model=("on",))
 _YNNPACK = DelegateOption("ynnpack", "0|1", check=check_bool("ynnpack"))
 
 register_delegate(DelegateSpec(

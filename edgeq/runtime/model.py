@@ -22,7 +22,7 @@ from ..postprocess import top_k as ranked_classes
 from ..preprocess import FrameTransform, Preprocess, PreprocessOptions, resolve_preprocess
 from ..tflite_format import EDGETPU_CUSTOM_OP, ModelFile, is_edgetpu_compiled, load_model_file
 from .backends import get_backend
-from .delegates import DELEGATES, check_options, delegate_spec
+from .delegates import DELEGATES, check_model_options, check_options, delegate_spec
 from .engines import NUMPY_DTYPES, LoadRequest
 from .probe import probe_model
 from .report import DelegateAttempt, DelegateReport
@@ -324,7 +324,7 @@ def tuned_config(metadata: EdgeqMetadata | None, delegate: str | None, num_threa
                              f"a registered delegate here ({', '.join(DELEGATES)}); pass delegate=... explicitly")
         tuned_options = dict(runtime.get("options") or {})
         try:
-            check_options(delegate, tuned_options)
+            check_model_options(delegate, tuned_options)
         except UsageError as exc:
             raise ModelError(f"{source}: its edgeq metadata tunes delegate {delegate!r} with options this edgeq "
                              f"refuses ({exc}); pass delegate=... explicitly, or tune the model again") from exc
