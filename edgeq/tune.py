@@ -42,6 +42,8 @@ class TuneCandidate:
     """One delegate x options x threads configuration as measured (``error`` set when it failed).
 
     ``options``: the delegate options it ran with, as (name, value) pairs (() = the delegate's defaults).
+    ``measurements``: how many child runs measured it (the leaders are measured again, see ``tune``);
+    the numbers are those of the run with the lowest p50, the least disturbed on a shared machine.
     """
 
     delegate: str
@@ -52,6 +54,7 @@ class TuneCandidate:
     size_bytes: int = 0
     error: str | None = None
     options: Options = ()
+    measurements: int = 1
 
     @property
     def ok(self) -> bool:
@@ -92,19 +95,23 @@ class TuneResult:
 def tune(model: str | os.PathLike, *, threads: Sequence[int] | None = None, delegates: Sequence[str] | None = None,
          runs: int = 50, warmup: int = 5, output: str | os.PathLike | None = None, force: bool = False,
          prune: bool = True, timeout: float = 600.0, progress: Callable[[TuneCandidate], None] | None = None,
-         search_options: bool = True) -> TuneResult:
+         search_options: bool = True, confirm: int = 3) -> TuneResult:
     """Measure delegate x options x threads candidates of ``model`` on this machine; rank by p50; embed the winner.
 
     ``threads``: the counts to try (default 1..cpu_count). ``delegates``: the ones to measure (default:
     xnnpack and cpu, plus other registered delegates that load here, e.g. litert-cpu). ``search_options``:
     also each delegate's option variants (its registered ``tune_variants``). ``prune``: the short search
-    (module doc); False measures every combination. ``output``: a new .tflite with the winner (delegate,
-    threads, options) in its metadata (``edgeq.load`` then uses it); None: report only.
+    (module doc); False measures every combination. ``confirm``: the fastest that many are measured once
+    more, interleaved, and keep their better run (other processes on the machine only ever add time),
+    so one disturbed run neither crowns nor sinks a leader; 0: no second look. ``output``: a new .tflite
+    with the winner (delegate, threads, options) in its metadata (``edgeq.load`` then uses it); None:
+    report only.
     """
     model = str(model)
     thread_list = _thread_list(threads)
-    if runs < 1 or warmup < 0:
-        raise UsageError(f"runs must be >= 1 and warmup >= 0, got runs={runs}, warmup={warmup}")
+    if runs < 1 or warmup < 0 or confirm < 0:
+        raise UsageError(f"runs must be >= 1, warmup and confirm >= 0, got runs={runs}, warmup={warmup}, "
+                         f"confirm={confirm}")
     check_outputs([model], force=force, created={"output": output} if output is not None else None)
     data, mf = load_model_file(model)
     if output is not None and read_metadata(mf) is None:
@@ -116,6 +123,7 @@ def tune(model: str | os.PathLike, *, threads: Sequence[int] | None = None, dele
         search.pruned(given, thread_list, search_options)
     else:
         search.everything(given, thread_list, search_options)
+    search.confirm(confirm)
     ranked = tuple(sorted((c for c in search.measured if c.ok), key=lambda c: c.p50_ms))
     failed = tuple(c for c in search.measured if not c.ok)
     if not ranked:
@@ -191,6 +199,15 @@ class _Search:
         if self.progress:
             self.progress(c)
         return c
+
+    def confirm(self, top: int) -> None:
+        """Measure the ``top`` fastest again (slowest of them first) and keep each one's better run."""
+        leaders = sorted((c for c in self.measured if c.ok), key=lambda c: c.p50_ms)[:top]
+        for c in reversed(leaders):
+            again = self.measure(c.delegate, c.options, c.threads)
+            self.measured.pop()  # ``again`` itself: it is merged into ``c``
+            better = again if again.ok and again.p50_ms < c.p50_ms else c
+            self.measured[self.measured.index(c)] = dataclasses.replace(better, measurements=c.measurements + 1)
 
     def best(self, pred: Callable[[TuneCandidate], bool] = lambda c: True) -> TuneCandidate | None:
         ok = [c for c in self.measured if c.ok and pred(c)]
@@ -284,14 +301,18 @@ def _candidate(r: BenchResult, delegate: str, size: int, options: Options = ()) 
 
 
 def format_table(result: TuneResult) -> str:
-    """The ranked table (fastest first), the failures, what was skipped and why, and the winner."""
+    """The ranked table (fastest first), the failures, what was skipped and why, and the winner.
+
+    A candidate measured more than once shows its best run, marked ``(best of N)``.
+    """
     w = max([20] + [len(c.label) for c in result.ranked + result.failed])
     head = (f"{'rank':>4} {'delegate / options':<{w}} {'thr':>3} {'p50 ms':>9} {'p99 ms':>9} {'init ms':>8} "
             f"{'size KB':>8}")
     lines = [head, "-" * len(head)]
     for i, c in enumerate(result.ranked, 1):
         lines.append(f"{i:>4} {c.label:<{w}} {c.threads or '-':>3} {c.p50_ms:9.3f} {c.p99_ms:9.3f} "
-                     f"{c.init_ms:8.1f} {c.size_bytes / 1024:8.1f}")
+                     f"{c.init_ms:8.1f} {c.size_bytes / 1024:8.1f}"
+                     + (f"  (best of {c.measurements})" if c.measurements > 1 else ""))
     lines += [f"   - {c.label:<{w}} {c.threads or '-':>3}  error: {c.error}" for c in result.failed]
     lines += [f"skipped {what}: {why}" for what, why in result.skipped]
     win = result.winner

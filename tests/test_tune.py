@@ -39,6 +39,8 @@ def _fake_bench(p50_by: dict, calls: list, default: float | None = None):
             if isinstance(p50_by.get(key), str):
                 return [BenchResult(model=models[0], delegate=d, threads=n, error=p50_by[key])]
         ms = p50_by.get((label, n), default)
+        if isinstance(ms, list):  # one p50 per measurement, in order
+            ms = ms.pop(0)
         return [BenchResult(model=models[0], delegate=d, threads=n, init_ms=1.0,
                             latency_ms=LatencyStats(ms, ms, ms, ms, ms * 1.5, ms * 2, 0.0))]
     return fake
@@ -129,10 +131,30 @@ def test_pruning_threads_on_the_first_path_the_rest_at_its_best_count_then_the_w
     res = tune_mod.tune(INT8, threads=[3, 1, 2], delegates=["xnnpack", "cpu"], runs=1, warmup=0)
     assert calls == [("xnnpack", 1), ("xnnpack", 2),      # 2 threads do not pay by > 3 %: threads 3 pruned
                      ("xnnpack latest=1", 1), ("cpu", 1),  # the rest once, at xnnpack's best count (fewest threads)
-                     ("cpu", 2), ("cpu", 3)]               # the winner's neighbours while they pay
+                     ("cpu", 2), ("cpu", 3),               # the winner's neighbours while they pay
+                     ("cpu", 1), ("cpu", 2), ("cpu", 3)]   # the 3 fastest once more, slowest first
     assert [(c.label, c.threads) for c in res.ranked][:2] == [("cpu", 3), ("cpu", 2)]  # ranked by p50
     skipped = dict(res.skipped)
     assert "pruned" in skipped["xnnpack threads 3"] and res.winner.options == ()
+
+
+def test_the_leaders_are_measured_again_and_keep_their_better_run(monkeypatch):
+    calls: list = []
+    p50 = {("xnnpack", 1): [3.0, 1.0], ("xnnpack latest=1", 1): [2.0, 9.0], ("cpu", 1): [2.5, 2.4]}
+    monkeypatch.setattr(tune_mod, "run_benchmark", _fake_bench(p50, calls))
+    res = tune_mod.tune(INT8, threads=[1], delegates=["xnnpack", "cpu"], runs=1, warmup=0, confirm=3)
+    assert calls[-3:] == [("xnnpack", 1), ("cpu", 1), ("xnnpack latest=1", 1)]  # slowest of the three first
+    assert [(c.label, c.p50_ms, c.measurements) for c in res.ranked] == [
+        ("xnnpack", 1.0, 2), ("xnnpack latest=1", 2.0, 2), ("cpu", 2.4, 2)]
+    assert "(best of 2)" in tune_mod.format_table(res) and res.runtime["p50_ms"] == 1.0
+    calls.clear()
+    p50 = {("xnnpack", 1): 3.0, ("xnnpack latest=1", 1): 2.0, ("cpu", 1): 2.5}
+    monkeypatch.setattr(tune_mod, "run_benchmark", _fake_bench(p50, calls))
+    res = tune_mod.tune(INT8, threads=[1], delegates=["xnnpack", "cpu"], runs=1, warmup=0, confirm=0)
+    assert len(calls) == 3 and all(c.measurements == 1 for c in res.ranked)
+    monkeypatch.setattr(tune_mod, "run_benchmark", lambda *a, **k: pytest.fail("measured before checking"))
+    with pytest.raises(UsageError, match="confirm >= 0"):
+        tune_mod.tune(INT8, threads=[1], delegates=["cpu"], runs=1, warmup=0, confirm=-1)
 
 
 def test_winning_options_round_trip_through_the_metadata_into_load(monkeypatch, tmp_path):
