@@ -19,14 +19,14 @@ import contextlib
 import dataclasses
 import logging
 import queue
-import signal
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..errors import PreprocessError, SourceError, UsageError
 from ..postprocess import AUTO, FrameContext, get_decoder, resolve_decoder
+from .control import END, LatestFrameSlot, opencv_threads
 from .report import FrameResult, LiveStatus, RunReport, StopReason, WarningLog
 from .sinks import Sink
 from .sources import Frame, Source
@@ -36,7 +36,6 @@ from .watchdog import InferenceStuck, InferenceWorker
 log = logging.getLogger(__name__)
 
 MODES = ("realtime", "every-frame")
-_END = object()  # end-of-stream marker in queues
 _POLL_S = 0.05  # how often blocked threads re-check the stop flag
 
 
@@ -54,6 +53,9 @@ class RunOptions:
     postprocess: str | None = None  # a registered decoder's name (edgeq.postprocess), "auto"; None = the model's
     postprocess_options: tuple[tuple[str, Any], ...] = ()  # --postprocess-option key=value pairs for it
     stop_grace_s: float = 2.0  # how long a stop waits for an inference in flight before abandoning it
+    # OpenCV's own thread pool during the run (restored after); None leaves it. 1: the stages already
+    # occupy the cores, and OpenCV splitting a resize over its pool only adds hand-offs (control.py).
+    opencv_threads: int | None = 1
 
     def __post_init__(self) -> None:
         if self.mode is not None and self.mode not in MODES:
@@ -64,40 +66,11 @@ class RunOptions:
             raise UsageError(f"--duration must be positive, got {self.duration_s}")
         if self.queue_size < 1 or self.sink_queue_size < 1:
             raise UsageError("queue sizes must be at least 1")
+        if self.opencv_threads is not None and self.opencv_threads < 0:
+            raise UsageError(f"opencv_threads must be >= 0 (0: OpenCV runs single-threaded) or None, "
+                             f"got {self.opencv_threads}")
         if self.postprocess is not None and self.postprocess != AUTO:
             get_decoder(self.postprocess).configure(dict(self.postprocess_options))  # unknown names/values fail here
-
-
-class LatestFrameSlot:
-    """Holds only the newest frame. Replacing a frame nobody took counts one drop."""
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._frame: Frame | None = None
-        self._closed = False
-        self.dropped = 0
-
-    def put(self, frame: Frame) -> None:
-        with self._cond:
-            if self._frame is not None:
-                self.dropped += 1
-            self._frame = frame
-            self._cond.notify()
-
-    def close(self) -> None:
-        with self._cond:
-            self._closed = True
-            self._cond.notify_all()
-
-    def take(self, timeout: float) -> Any:
-        """The newest frame (removed from the slot), _END once closed and empty, None on timeout."""
-        with self._cond:
-            if self._frame is None and not self._closed:
-                self._cond.wait(timeout)
-            frame, self._frame = self._frame, None
-            if frame is not None:
-                return frame
-            return _END if self._closed else None
 
 
 class Pipeline:
@@ -105,7 +78,7 @@ class Pipeline:
 
     def __init__(self, model: Any, source: Source, sinks: Sequence[Sink] = (), options: RunOptions = RunOptions(),
                  status: Callable[[LiveStatus], None] | None = None, model_name: str = "",
-                 threads: int | None = None) -> None:
+                 threads: int | None = None, thread_choice: Any = None) -> None:
         self.model = model
         self.source = source
         self.sinks = list(sinks)
@@ -113,6 +86,7 @@ class Pipeline:
         self.status = status
         self.model_name = model_name
         self.threads = threads
+        self.thread_choice = thread_choice  # a threads.ThreadChoice when --threads auto chose ``threads``
         self.mode = options.mode or ("realtime" if source.live else "every-frame")
         shapes = [tuple(o.shape) for o in model.outputs]
         meta = getattr(model, "metadata", None)
@@ -173,7 +147,7 @@ class Pipeline:
         """Deliver the end marker even to a full queue of a stopped run (drop the oldest item)."""
         while True:
             try:
-                q.put_nowait(_END)
+                q.put_nowait(END)
                 return
             except queue.Full:
                 if not self._stop.is_set():
@@ -246,7 +220,7 @@ class Pipeline:
                     if self._stop.is_set():
                         break
                     continue
-                if frame is _END:
+                if frame is END:
                     break
                 prepared = self._prepare(frame)
                 if prepared is not None and not self._put(self._prep_q, (frame, *prepared)):
@@ -261,7 +235,7 @@ class Pipeline:
         try:
             while True:
                 item = self._sink_q.get()
-                if item is _END:
+                if item is END:
                     break
                 t0 = time.perf_counter()
                 for sink in self.sinks:
@@ -273,14 +247,14 @@ class Pipeline:
             self._failure = f"sink failed: {exc}"
             self.stop(StopReason.SINK_FAILED)
             log.error("%s", self._failure)
-            while self._sink_q.get() is not _END:  # keep draining so the producer never blocks
+            while self._sink_q.get() is not END:  # keep draining so the producer never blocks
                 pass
 
     def _next_item(self) -> Any:
-        """(frame, tensor, transform, preprocess ms), _END, or None on timeout."""
+        """(frame, tensor, transform, preprocess ms), END, or None on timeout."""
         if self.mode == "realtime":
             frame = self._slot.take(_POLL_S)
-            if frame is None or frame is _END:
+            if frame is None or frame is END:
                 return frame
             prepared = self._prepare(frame)
             return None if prepared is None else (frame, *prepared)
@@ -300,7 +274,7 @@ class Pipeline:
         start = time.monotonic()
         self._timeline.start = start
         try:
-            with self.source:
+            with self.source, opencv_threads(self.options.opencv_threads):
                 for sink in self.sinks:
                     if hasattr(sink, "start"):
                         sink.start(self.source, self.mode)
@@ -322,7 +296,7 @@ class Pipeline:
                 finally:
                     worker.close()
                     self._stop.set()
-                    self._sink_q.put(_END)
+                    self._sink_q.put(END)
                     for t in threads:
                         t.join()
         finally:
@@ -351,7 +325,7 @@ class Pipeline:
             item = self._next_item()
             if item is None:
                 continue
-            if item is _END:
+            if item is END:
                 self.stop(StopReason.SOURCE_FAILED if self._failure else StopReason.END_OF_INPUT)
                 return
             frame, tensor, transform, pre_ms = item
@@ -404,37 +378,14 @@ class Pipeline:
             cpu=cpu, stop_reason=self._stop_reason or StopReason.END_OF_INPUT, failure=self._failure,
             postprocess=self.postprocess_name, timeline=self._timeline.to_dict(),
             outputs={s.name: str(path) for s in self.sinks if (path := getattr(s, "output_path", None)) is not None},
-            warnings=self._all_warnings())
+            warnings=self._all_warnings(),
+            thread_choice=self.thread_choice.to_dict() if hasattr(self.thread_choice, "to_dict") else None)
 
     def _all_warnings(self) -> tuple[str, ...]:
         """The source's, the pipeline's and the sinks' warnings, each once, in that order."""
         logs = [getattr(self.source, "warnings", None), self._warnings,
                 *(getattr(sink, "warnings", None) for sink in self.sinks)]
         return tuple(dict.fromkeys(m for w in logs if isinstance(w, WarningLog) for m in w.messages()))
-
-
-@contextlib.contextmanager
-def stop_on_signals(pipeline: Pipeline) -> Iterator[None]:
-    """SIGINT/SIGTERM stop the pipeline gracefully (report written, video finalised).
-
-    A second Ctrl-C falls back to the default handler. Only installable from the main thread.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {}
-
-    def handler(signum: int, _frame: Any) -> None:
-        pipeline.stop(StopReason.INTERRUPTED)
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        previous[sig] = signal.signal(sig, handler)
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
 
 
 def run_pipeline(model: Any, source: Source, sinks: Sequence[Sink] = (), options: RunOptions = RunOptions(),
