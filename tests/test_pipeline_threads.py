@@ -1,0 +1,152 @@
+"""`--threads auto`: the pipeline's inference thread count chosen by a trial of each count on the real source.
+
+No timing asserts: which count wins depends on the machine; what is checked is that every
+candidate is measured, the winner is one of them and follows the stated rule, and the run after
+the choice still finalises its video and report.
+"""
+from __future__ import annotations
+
+import json
+
+import cv2
+import pytest
+
+from edgeq.cli import main
+from edgeq.errors import EdgeqError, ModelError, UsageError
+from edgeq.pipeline import (
+    ThreadTrial,
+    VideoFileSource,
+    available_cores,
+    choose_pipeline_threads,
+    open_source,
+    parse_threads,
+    thread_candidates,
+)
+from edgeq.pipeline.threads import PREFER_FEWER, _pick
+from edgeq.runtime import load
+
+pytestmark = pytest.mark.convert
+
+
+def _loader(path, opened: list):
+    def load_model(threads: int):
+        m = load(path, delegate="xnnpack", num_threads=threads)
+        opened.append((threads, m))
+        return m
+    return load_model
+
+
+def test_every_candidate_is_measured_on_the_real_video_and_the_winner_is_one_of_them(int8_model_path, vtest_path):
+    opened: list = []
+    choice = choose_pipeline_threads(_loader(int8_model_path, opened), lambda: VideoFileSource(vtest_path),
+                                     candidates=(1, 2), frames=12, rounds=2)
+    assert choice.threads in (1, 2)
+    assert [t.threads for t in choice.trials] == [1, 2]
+    for t in choice.trials:
+        assert t.error is None and t.frames == 12 and len(t.fps_rounds) == 2
+        assert t.fps == max(t.fps_rounds) > 0 and t.inference_ms > 0
+    # rounds interleave (1, 2, then 2, 1): four fresh models, each closed after its trial
+    assert [threads for threads, _ in opened] == [1, 2, 2, 1]
+    assert all(m.interpreter is None for _, m in opened)
+    assert choice == _pick(choice.trials, 12, 2)  # the rule below, applied to what was measured
+    summary = choice.summary()
+    assert f"chose {choice.threads} inference thread(s)" in summary
+    assert all(f"{t.threads}: {t.fps:.1f}" in summary for t in choice.trials)
+    d = choice.to_dict()
+    assert d["threads"] == choice.threads and [t["threads"] for t in d["trials"]] == [1, 2]
+
+
+def test_a_live_source_is_tried_at_its_own_rate(int8_model_path):
+    # A camera cannot deliver faster than it captures: on a live source the trial measures the
+    # pipeline at the camera's rate (every frame, none dropped), so counts tie unless one cannot keep up.
+    choice = choose_pipeline_threads(_loader(int8_model_path, []), lambda: open_source("synthetic://96x64@50"),
+                                     candidates=(1, 2), frames=10, rounds=1)
+    assert choice.threads in (1, 2)
+    for t in choice.trials:
+        assert t.error is None and t.frames == 10 and 0 < t.fps <= 50 * 1.2
+
+
+def test_a_count_that_fails_is_reported_and_the_others_still_chosen_from(int8_model_path, vtest_path):
+    def load_model(threads: int):
+        if threads == 2:
+            raise ModelError("two threads refused (test)")
+        return load(int8_model_path, delegate="xnnpack", num_threads=threads)
+
+    choice = choose_pipeline_threads(load_model, lambda: VideoFileSource(vtest_path), candidates=(1, 2),
+                                     frames=6, rounds=2)
+    assert choice.threads == 1
+    failed = choice.trials[1]
+    assert failed.fps is None and "two threads refused" in failed.error
+    assert "2: failed (two threads refused (test))" in choice.summary()
+
+
+def test_no_measurable_count_is_an_error_that_says_what_to_do(int8_model_path, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(EdgeqError, match=r"no thread count could be measured.*give --threads N"):
+        choose_pipeline_threads(_loader(int8_model_path, []), lambda: open_source(str(empty)), candidates=(1,),
+                                frames=5, rounds=1)
+
+
+def _trial(threads: int, fps: float | None) -> ThreadTrial:
+    return ThreadTrial(threads, fps, (fps,) if fps else (), 1.0 if fps else None, 10 if fps else 0,
+                       None if fps else "failed")
+
+
+def test_more_threads_win_only_by_a_clear_margin():
+    near = 100.0 * (1 + PREFER_FEWER) * 0.99
+    clear = 100.0 * (1 + PREFER_FEWER) * 1.01
+    assert _pick((_trial(1, 100.0), _trial(2, near)), 10, 1).threads == 1
+    picked = _pick((_trial(1, 100.0), _trial(2, near)), 10, 1)
+    assert "with fewer threads" in picked.reason and "2: " in picked.reason
+    assert _pick((_trial(1, 100.0), _trial(2, clear)), 10, 1).threads == 2
+    assert _pick((_trial(1, 100.0), _trial(2, clear)), 10, 1).reason == "the fastest"
+    assert _pick((_trial(1, None), _trial(2, 50.0), _trial(3, 51.0)), 10, 1).threads == 2
+    with pytest.raises(EdgeqError, match="1 thread"):
+        _pick((_trial(1, None),), 10, 1)
+
+
+@pytest.mark.parametrize("value, expected", [("1", 1), ("4", 4), (3, 3), ("auto", "auto"), ("AUTO", "auto"),
+                                             (None, None)])
+def test_parse_threads_accepts_counts_and_auto(value, expected):
+    assert parse_threads(value) == expected
+
+
+@pytest.mark.parametrize("value", ["0", "-2", "two", "1.5", "", True])
+def test_parse_threads_refuses_the_rest_and_lists_what_is_valid(value):
+    with pytest.raises(UsageError, match=r"expected a positive integer .* or 'auto'"):
+        parse_threads(value)
+
+
+def test_candidates_are_one_to_the_cores_this_process_may_use():
+    assert thread_candidates(3) == (1, 2, 3)
+    assert thread_candidates() == tuple(range(1, available_cores() + 1))
+
+
+def test_cli_threads_auto_chooses_reports_every_count_and_finalises_video_and_report(int8_model_path, vtest_path,
+                                                                                    tmp_path, capsys):
+    video, report_path = tmp_path / "out.avi", tmp_path / "r.json"
+    rc = main(["run", "--delegate", "xnnpack", str(int8_model_path), "--source", str(vtest_path), "--threads",
+               "auto", "--max-frames", "15", "--output", str(video), "--json", str(report_path)])
+    out, err = capsys.readouterr()
+    assert rc == 0, err
+    report = json.loads(report_path.read_text())
+    choice = report["thread_choice"]
+    counts = list(thread_candidates())
+    assert [t["threads"] for t in choice["trials"]] == counts
+    assert all(t["fps"] > 0 and t["frames"] == choice["frames_per_trial"] for t in choice["trials"])
+    assert report["threads"] == choice["threads"] in counts
+    assert report["frames_processed"] == 15 and report["stop_reason"] == "max_frames"
+    assert f"--threads auto chose {choice['threads']} inference thread(s)" in err
+    assert f"threads: {choice['threads']} (auto; pipeline FPS per count" in out  # the summary table
+    cap = cv2.VideoCapture(str(video))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 15
+
+
+@pytest.mark.parametrize("value", ["0", "many", "-1"])
+def test_cli_invalid_threads_is_one_clear_line_listing_what_is_valid(int8_model_path, vtest_path, value, capsys):
+    rc = main(["run", str(int8_model_path), "--source", str(vtest_path), "--threads", value])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert f"Invalid value for '--threads': {value!r}: expected a positive integer" in err
+    assert "or 'auto'" in err and "Traceback" not in err
