@@ -6,6 +6,7 @@ the choice still finalises its video and report.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import cv2
@@ -18,6 +19,7 @@ from edgeq.pipeline import (
     VideoFileSource,
     available_cores,
     choose_pipeline_threads,
+    layout_candidates,
     open_source,
     parse_threads,
     thread_candidates,
@@ -98,10 +100,15 @@ def test_more_threads_win_only_by_a_clear_margin():
     clear = 100.0 * (1 + PREFER_FEWER) * 1.01
     assert _pick((_trial(1, 100.0), _trial(2, near)), 10, 1).threads == 1
     picked = _pick((_trial(1, 100.0), _trial(2, near)), 10, 1)
-    assert "with fewer threads" in picked.reason and "2: " in picked.reason
+    assert "using fewer cores" in picked.reason and "(2: " in picked.reason
     assert _pick((_trial(1, 100.0), _trial(2, clear)), 10, 1).threads == 2
     assert _pick((_trial(1, 100.0), _trial(2, clear)), 10, 1).reason == "the fastest"
     assert _pick((_trial(1, None), _trial(2, 50.0), _trial(3, 51.0)), 10, 1).threads == 2
+    # a second instance costs a core like a second thread: it too must win clearly
+    two = dataclasses.replace(_trial(1, near), instances=2)
+    assert (_pick((_trial(1, 100.0), two), 10, 1).instances, _pick((_trial(1, 100.0), two), 10, 1).threads) == (1, 1)
+    two = dataclasses.replace(_trial(1, clear), instances=2)
+    assert _pick((_trial(1, 100.0), _trial(2, 100.0), two), 10, 1).instances == 2
     with pytest.raises(EdgeqError, match="1 thread"):
         _pick((_trial(1, None),), 10, 1)
 
@@ -121,6 +128,20 @@ def test_parse_threads_refuses_the_rest_and_lists_what_is_valid(value):
 def test_candidates_are_one_to_the_cores_this_process_may_use():
     assert thread_candidates(3) == (1, 2, 3)
     assert thread_candidates() == tuple(range(1, available_cores() + 1))
+    assert layout_candidates(3) == ((1, 1), (2, 1), (3, 1), (1, 2), (1, 3))
+    assert layout_candidates(1) == ((1, 1),)
+
+
+def test_instance_layouts_are_tried_too_and_cost_cores_like_threads(int8_model_path, vtest_path):
+    opened: list = []
+    choice = choose_pipeline_threads(_loader(int8_model_path, opened), lambda: VideoFileSource(vtest_path),
+                                     candidates=(1, (1, 2)), frames=8, rounds=1)
+    assert [(t.threads, t.instances) for t in choice.trials] == [(1, 1), (1, 2)]
+    assert [threads for threads, _ in opened] == [1, 1, 1]  # the 1x2 trial loaded two instances
+    assert (choice.threads, choice.instances) in ((1, 1), (1, 2))
+    assert "1x2: " in choice.summary()
+    with pytest.raises(UsageError, match="positive thread counts or"):
+        choose_pipeline_threads(_loader(int8_model_path, []), lambda: VideoFileSource(vtest_path), candidates=(0,))
 
 
 def test_cli_threads_auto_chooses_reports_every_count_and_finalises_video_and_report(int8_model_path, vtest_path,
@@ -132,13 +153,13 @@ def test_cli_threads_auto_chooses_reports_every_count_and_finalises_video_and_re
     assert rc == 0, err
     report = json.loads(report_path.read_text())
     choice = report["thread_choice"]
-    counts = list(thread_candidates())
-    assert [t["threads"] for t in choice["trials"]] == counts
+    layouts = list(layout_candidates())  # 1..cores threads, then 2..cores single-threaded instances
+    assert [(t["threads"], t["instances"]) for t in choice["trials"]] == layouts
     assert all(t["fps"] > 0 and t["frames"] == choice["frames_per_trial"] for t in choice["trials"])
-    assert report["threads"] == choice["threads"] in counts
+    assert (report["threads"], report["instances"]) == (choice["threads"], choice["instances"]) in layouts
     assert report["frames_processed"] == 15 and report["stop_reason"] == "max_frames"
     assert f"--threads auto chose {choice['threads']} inference thread(s)" in err
-    assert f"threads: {choice['threads']} (auto; pipeline FPS per count" in out  # the summary table
+    assert "(auto; pipeline FPS per count" in out and f"threads: {choice['threads']}" in out  # the summary table
     cap = cv2.VideoCapture(str(video))
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 15
 
@@ -150,3 +171,89 @@ def test_cli_invalid_threads_is_one_clear_line_listing_what_is_valid(int8_model_
     assert rc == 2
     assert f"Invalid value for '--threads': {value!r}: expected a positive integer" in err
     assert "or 'auto'" in err and "Traceback" not in err
+
+
+class _Collect:
+    """A sink that keeps what reached it, in order."""
+
+    name = "collect"
+
+    def __init__(self) -> None:
+        self.items: list = []
+
+    def write(self, item) -> None:
+        self.items.append(item)
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("mode", ["every-frame", "realtime"])
+def test_instances_run_consecutive_frames_and_finish_them_in_order(int8_model_path, tmp_path, mode):
+    import numpy as np
+
+    from edgeq.pipeline import (
+        ImageFolderSource,
+        Pipeline,
+        RunOptions,
+        SyntheticSource,
+        decode_frame_number,
+        encode_frame_number,
+        format_report,
+    )
+
+    if mode == "every-frame":  # a folder of numbered frames: nothing may be skipped
+        for n in range(1, 41):
+            image = np.full((96, 128, 3), 90, np.uint8)
+            encode_frame_number(image, n)
+            cv2.imwrite(str(tmp_path / f"{n:03d}.png"), image)
+        src = ImageFolderSource(tmp_path)
+    else:  # a live camera: the newest frame only, drops allowed
+        src = SyntheticSource(160, 120, 200.0, frames=60)
+    sink = _Collect()
+    models = [load(int8_model_path, delegate="xnnpack", num_threads=1) for _ in range(3)]
+    try:
+        report = Pipeline(models[0], src, [sink], RunOptions(mode=mode), replicas=models[1:]).run()
+    finally:
+        for m in models:
+            m.close()
+    assert report.instances == 3 and report.stop_reason.value == "end_of_input"
+    seqs = [item.seq for item in sink.items]
+    assert len(seqs) == report.frames_processed > 0 and seqs == sorted(set(seqs))
+    # each result carries its own frame (the number drawn into the image), never a neighbour's
+    assert all(decode_frame_number(item.image) == item.seq for item in sink.items)
+    if mode == "every-frame":
+        assert seqs == list(range(1, 41))
+    assert "x 3 instances" in format_report(report)
+
+
+def test_instances_stop_at_max_frames_exactly(int8_model_path, vtest_path):
+    from edgeq.pipeline import Pipeline, RunOptions
+
+    models = [load(int8_model_path, delegate="xnnpack", num_threads=1) for _ in range(2)]
+    try:
+        report = Pipeline(models[0], VideoFileSource(vtest_path), (), RunOptions(max_frames=7),
+                          replicas=models[1:]).run()
+    finally:
+        for m in models:
+            m.close()
+    assert report.frames_processed == 7 and report.stop_reason.value == "max_frames"
+
+
+def test_a_replica_must_be_another_instance_of_the_same_model(int8_model_path):
+    from edgeq.pipeline import Pipeline
+
+    with load(int8_model_path, delegate="xnnpack") as m, pytest.raises(UsageError, match="replica 1 must be another"):
+        Pipeline(m, open_source("synthetic://64x48@10"), replicas=[m])
+
+
+def test_cli_instances_are_loaded_run_and_reported(int8_model_path, vtest_path, tmp_path, capsys):
+    report_path, jsonl = tmp_path / "r.json", tmp_path / "r.jsonl"
+    rc = main(["run", "--delegate", "xnnpack", str(int8_model_path), "--source", str(vtest_path), "--threads", "1",
+               "--instances", "2", "--max-frames", "9", "--jsonl", str(jsonl), "--json", str(report_path)])
+    out, err = capsys.readouterr()
+    assert rc == 0, err
+    report = json.loads(report_path.read_text())
+    assert report["instances"] == 2 and report["threads"] == 1 and report["frames_processed"] == 9
+    assert [json.loads(line)["seq"] for line in jsonl.read_text().splitlines()] == list(range(1, 10))
+    assert "threads: 1 x 2 instances" in out

@@ -1,6 +1,7 @@
 """`edgeq run`: a model behind a real video source, measured like a camera app sees it."""
 from __future__ import annotations
 
+import contextlib
 import sys
 
 import click
@@ -87,13 +88,18 @@ def _model_loader(ctx, model: str, delegate: str | None, pre_opts: dict, delegat
                                 **delegate_options)
 
 
-def _choose_threads(ctx, load_model, source: str, source_options, options):
-    """--threads auto: a short every-frame trial of each count 1..cores on the real source."""
+def _choose_threads(ctx, load_model, source: str, source_options, options, instances: int | None):
+    """--threads auto: a short every-frame trial of each count 1..cores (and of 2..cores single-threaded
+    instances, unless --instances fixes their number) on the real source."""
     from ..pipeline import available_cores, choose_pipeline_threads, open_source
 
-    ctx.info(f"--threads auto: measuring the pipeline with 1..{available_cores()} inference threads on the first "
-             "frames of the source ...")
-    choice = choose_pipeline_threads(load_model, lambda: open_source(source, source_options), options=options)
+    cores = available_cores()
+    candidates = None if instances is None else [(t, instances) for t in range(1, cores + 1)]
+    ctx.info(f"--threads auto: measuring the pipeline with 1..{cores} inference threads"
+             + (" and 2.." + str(cores) + " instances" if instances is None and cores > 1 else "")
+             + " on the first frames of the source ...")
+    choice = choose_pipeline_threads(load_model, lambda: open_source(source, source_options), candidates,
+                                     options=options)
     ctx.info(choice.summary())
     return choice
 
@@ -136,6 +142,9 @@ def _status_printer(ctx):
               help="CPU threads for the interpreter (default: the model's tuned count, else the runtime's), or "
                    "'auto': measure the every-frame pipeline on the first frames of the source with each count "
                    "1..cores and keep the fastest (the pipeline's decoding and preprocessing need cores too).")
+@click.option("--instances", type=click.IntRange(min=1),
+              help="Model instances running consecutive frames at once, each with --threads threads; results "
+                   "stay in frame order (default 1; with --threads auto, also measured).")
 @click.option("--max-frames", type=click.IntRange(min=1), help="Stop after N processed frames.")
 @click.option("--duration", type=click.FloatRange(min=0, min_open=True), help="Stop after S seconds.")
 @click.option("-o", "--output", type=click.Path(), help="Write the annotated video here (.mp4 or .avi).")
@@ -156,8 +165,8 @@ def _status_printer(ctx):
 @preprocess_options
 @json_option
 @click.pass_obj
-def command(ctx, model, source, mode, delegate, delegate_option, threads, max_frames, duration, output, jsonl,
-            show, postprocess, postprocess_option, camera_size, source_fps, reconnects, force, input_size, color,
+def command(ctx, model, source, mode, delegate, delegate_option, threads, instances, max_frames, duration, output,
+            jsonl, show, postprocess, postprocess_option, camera_size, source_fps, reconnects, force, input_size, color,
             value_range, mean, std, resize, json_path, plot_path):
     """Run MODEL on a video SOURCE and measure real-time FPS, drops and per-stage latency.
 
@@ -197,13 +206,15 @@ def command(ctx, model, source, mode, delegate, delegate_option, threads, max_fr
         sinks.append(JsonLinesSink(jsonl, overwrite=force))
 
     load_model = _model_loader(ctx, model, delegate, pre_opts, parse_delegate_options(delegate_option))
-    choice = _choose_threads(ctx, load_model, source, source_options, options) if threads == "auto" else None
-    if choice is not None:
-        threads = choice.threads
-    with load_model(threads) as m:
+    choice = None
+    if threads == "auto":
+        choice = _choose_threads(ctx, load_model, source, source_options, options, instances)
+        threads, instances = choice.threads, choice.instances
+    with contextlib.ExitStack() as stack:
+        m, *replicas = [stack.enter_context(load_model(threads)) for _ in range(instances or 1)]
         report_delegate(ctx, m.delegate_report)
         pipeline = Pipeline(m, src, sinks, options, status=show_status, model_name=str(model), threads=threads,
-                            thread_choice=choice)
+                            thread_choice=choice, replicas=replicas)
         ctx.info(f"running {model} on {src.description} ({pipeline.mode}, delegate "
                  f"{getattr(m.delegate_report, 'delegate', delegate)}, postprocess {pipeline.postprocess_name}); "
                  "Ctrl-C stops")

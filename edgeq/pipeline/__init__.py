@@ -42,6 +42,7 @@ from .threads import (
     ThreadTrial,
     available_cores,
     choose_pipeline_threads,
+    layout_candidates,
     parse_threads,
     thread_candidates,
 )
@@ -51,8 +52,8 @@ __all__ = [
     "FrameResult", "ImageFolderSource", "JsonLinesSink", "LatencyRecorder", "LatestFrameSlot", "LiveStatus",
     "MODES", "NullSink", "Pipeline", "PreviewSink", "RateMeter", "RawOutputs", "RunOptions", "RunReport", "STAGES",
     "Sink", "SinkError", "Source", "SourceOptions", "StopReason", "StreamSource", "SyntheticSource", "ThreadChoice",
-    "ThreadTrial", "TopK", "available_cores", "choose_pipeline_threads", "opencv_threads", "parse_threads",
-    "thread_candidates",
+    "ThreadTrial", "TopK", "available_cores", "choose_pipeline_threads", "layout_candidates", "opencv_threads",
+    "parse_threads", "thread_candidates",
     "VIDEO_CODECS", "VideoFileSource", "VideoSink", "WarningLog", "annotate", "choose_decoder", "decode_frame_number",
     "decode_ssd", "decode_yolo", "encode_frame_number", "format_report", "get_decoder", "gui_available", "nms",
     "open_source", "rate", "run_pipeline", "stop_on_signals", "top_k",

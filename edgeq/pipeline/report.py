@@ -138,6 +138,7 @@ class RunReport:
     timeline: dict[str, Any] = dataclasses.field(default_factory=dict)
     # --threads auto: the count chosen for the pipeline and every count's measured FPS (threads.ThreadChoice)
     thread_choice: dict[str, Any] | None = None
+    instances: int = 1  # loaded instances of the model running consecutive frames concurrently (--instances)
 
     def to_dict(self) -> dict[str, Any]:
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
@@ -169,7 +170,8 @@ def format_report(r: RunReport) -> str:
     declared = f", source declares {_f(r.source_fps_nominal)}" if r.source_fps_nominal else ""
     lines = [
         f"source: {r.source.get('description')}  mode: {r.mode}  delegate: {r.delegate}"
-        + (f"  threads: {r.threads}" if r.threads else "") + _auto(r.thread_choice),
+        + (f"  threads: {r.threads}" if r.threads else "") + (f" x {r.instances} instances" if r.instances > 1 else "")
+        + _auto(r.thread_choice),
         f"stopped: {r.stop_reason}" + (f" ({r.failure})" if r.failure else "") + f" after {r.duration_s:.1f} s",
         f"frames: captured {r.frames_captured}, processed {r.frames_processed}, dropped {r.frames_dropped}, "
         f"duplicates {r.frames_duplicate}, corrupt {r.frames_corrupt}, unprocessed at stop {r.frames_unprocessed}"

@@ -35,6 +35,14 @@ def thread_candidates(cores: int | None = None) -> tuple[int, ...]:
     return tuple(range(1, (cores or available_cores()) + 1))
 
 
+def layout_candidates(cores: int | None = None) -> tuple[tuple[int, int], ...]:
+    """(threads, instances) that ``--threads auto`` tries: one instance with 1..cores threads, then
+    2..cores single-threaded instances on consecutive frames (no thread of one inference waits for
+    a peer that a decoding or preprocessing thread has descheduled)."""
+    cores = cores or available_cores()
+    return (*((t, 1) for t in range(1, cores + 1)), *((1, k) for k in range(2, cores + 1)))
+
+
 def parse_threads(value: Any, option: str = "--threads") -> int | str | None:
     """A positive integer, ``auto`` or None; anything else is a UsageError that lists what is valid."""
     if value is None or value == AUTO:
@@ -54,7 +62,7 @@ def parse_threads(value: Any, option: str = "--threads") -> int | str | None:
 
 @dataclasses.dataclass(frozen=True)
 class ThreadTrial:
-    """One candidate count: processed FPS of its best round (every-frame), inference mean ms there."""
+    """One candidate: processed FPS of its best round (every-frame), inference mean ms there."""
 
     threads: int
     fps: float | None
@@ -62,6 +70,11 @@ class ThreadTrial:
     inference_ms: float | None
     frames: int
     error: str | None = None
+    instances: int = 1  # model instances running consecutive frames concurrently, each with ``threads``
+
+    @property
+    def label(self) -> str:
+        return f"{self.threads}" if self.instances == 1 else f"{self.threads}x{self.instances}"
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -76,54 +89,71 @@ class ThreadChoice:
     frames_per_trial: int
     rounds: int
     reason: str
+    instances: int = 1
 
     def to_dict(self) -> dict[str, Any]:
-        return {"threads": self.threads, "frames_per_trial": self.frames_per_trial, "rounds": self.rounds,
-                "reason": self.reason, "trials": [t.to_dict() for t in self.trials]}
+        return {"threads": self.threads, "instances": self.instances, "frames_per_trial": self.frames_per_trial,
+                "rounds": self.rounds, "reason": self.reason, "trials": [t.to_dict() for t in self.trials]}
 
     def summary(self) -> str:
-        per = ", ".join(f"{t.threads}: {t.fps:.1f}" if t.fps is not None else f"{t.threads}: failed ({t.error})"
+        per = ", ".join(f"{t.label}: {t.fps:.1f}" if t.fps is not None else f"{t.label}: failed ({t.error})"
                         for t in self.trials)
-        return (f"--threads auto chose {self.threads} inference thread(s) for the pipeline; every-frame FPS per "
-                f"count (best of {self.rounds} interleaved round(s) of {self.frames_per_trial} frames): {per}; "
-                f"{self.reason}")
+        chosen = f"{self.threads} inference thread(s)" + (f" x {self.instances} instances" if self.instances > 1
+                                                           else "")
+        return (f"--threads auto chose {chosen} for the pipeline; every-frame FPS per threads[xinstances] (best of "
+                f"{self.rounds} interleaved round(s) of {self.frames_per_trial} frames): {per}; {self.reason}")
 
 
-def _trial(load_model: Callable[[int], Any], open_source: Callable[[], Source], threads: int, frames: int,
-           options: RunOptions) -> RunReport:
+def _trial(load_model: Callable[[int], Any], open_source: Callable[[], Source], layout: tuple[int, int],
+           frames: int, options: RunOptions) -> RunReport:
     trial_options = dataclasses.replace(options, mode="every-frame", max_frames=frames, duration_s=None)
-    model = load_model(threads)
+    threads, instances = layout
+    models: list[Any] = []
     try:
-        return Pipeline(model, open_source(), (), trial_options, threads=threads).run()
+        models.extend(load_model(threads) for _ in range(instances))
+        return Pipeline(models[0], open_source(), (), trial_options, threads=threads, replicas=models[1:]).run()
     finally:
-        close = getattr(model, "close", None)
-        if close is not None:
-            close()
+        for model in models:
+            close = getattr(model, "close", None)
+            if close is not None:
+                close()
+
+
+def _layouts(candidates: Sequence[int | tuple[int, int]] | None) -> tuple[tuple[int, int], ...]:
+    if candidates is None:
+        return layout_candidates()
+    layouts = tuple(dict.fromkeys((c, 1) if isinstance(c, int) else tuple(c) for c in candidates))
+    if not layouts or any(len(c) != 2 or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in c)
+                          for c in layouts):
+        raise UsageError(f"thread candidates must be positive thread counts or (threads, instances) pairs, got "
+                         f"{list(candidates)}")
+    return layouts
 
 
 def choose_pipeline_threads(load_model: Callable[[int], Any], open_source: Callable[[], Source],
-                            candidates: Sequence[int] | None = None, frames: int = 90, rounds: int = 2,
-                            options: RunOptions | None = None) -> ThreadChoice:
-    """Measure the every-frame pipeline on the first ``frames`` frames for each thread count; keep the fastest.
+                            candidates: Sequence[int | tuple[int, int]] | None = None, frames: int = 90,
+                            rounds: int = 2, options: RunOptions | None = None) -> ThreadChoice:
+    """Measure the every-frame pipeline on the first ``frames`` frames for each candidate; keep the fastest.
 
+    A candidate is a thread count (one model instance) or a (threads, instances) pair; by default
+    ``layout_candidates()``: 1..cores threads, then 2..cores single-threaded instances.
     ``load_model(threads)`` returns a freshly loaded model (closed after its trial); ``open_source()``
     a new, unopened Source on the real input (each trial reads from its start). Rounds run the
-    counts in alternating order and keep each count's best FPS, so load from other processes does
-    not favour whichever count ran first. A larger count wins only if it beats every smaller one by
-    more than ``PREFER_FEWER``: the cores it would take are then left to the rest of the machine.
+    candidates in alternating order and keep each one's best FPS, so load from other processes
+    does not favour whichever ran first. A candidate using more cores (threads x instances) wins
+    only if it beats the best cheaper one by more than ``PREFER_FEWER``: otherwise the cores are
+    left to the rest of the machine.
     """
-    counts = tuple(dict.fromkeys(candidates if candidates is not None else thread_candidates()))
-    if not counts or any(int(c) != c or c < 1 for c in counts):
-        raise UsageError(f"thread candidates must be positive integers, got {list(counts)}")
+    layouts = _layouts(candidates)
     if frames < 3 or rounds < 1:
         raise UsageError(f"a thread trial needs at least 3 frames and 1 round, got frames={frames}, rounds={rounds}")
     options = options or RunOptions()
-    fps: dict[int, list[float]] = {c: [] for c in counts}
-    inference: dict[int, float] = {}
-    processed: dict[int, int] = dict.fromkeys(counts, 0)
-    errors: dict[int, str] = {}
+    fps: dict[tuple[int, int], list[float]] = {c: [] for c in layouts}
+    inference: dict[tuple[int, int], float] = {}
+    processed = dict.fromkeys(layouts, 0)
+    errors: dict[tuple[int, int], str] = {}
     for r in range(rounds):
-        for c in counts if r % 2 == 0 else reversed(counts):
+        for c in layouts if r % 2 == 0 else reversed(layouts):
             if c in errors:
                 continue
             try:
@@ -139,15 +169,15 @@ def choose_pipeline_threads(load_model: Callable[[int], Any], open_source: Calla
             processed[c] = report.frames_processed
             if report.fps >= max(fps[c]):
                 inference[c] = report.stages["inference"].mean
-    trials = tuple(ThreadTrial(c, max(fps[c]) if fps[c] and c not in errors else None, tuple(fps[c]),
-                               inference.get(c), processed[c], errors.get(c)) for c in counts)
+    trials = tuple(ThreadTrial(c[0], max(fps[c]) if fps[c] and c not in errors else None, tuple(fps[c]),
+                               inference.get(c), processed[c], errors.get(c), c[1]) for c in layouts)
     return _pick(trials, frames, rounds)
 
 
 def _pick(trials: tuple[ThreadTrial, ...], frames: int, rounds: int) -> ThreadChoice:
-    measured = sorted((t for t in trials if t.fps is not None), key=lambda t: t.threads)
+    measured = sorted((t for t in trials if t.fps is not None), key=lambda t: (t.threads * t.instances, t.instances))
     if not measured:
-        details = "; ".join(f"{t.threads} thread(s): {t.error}" for t in trials)
+        details = "; ".join(f"{t.label} thread(s): {t.error}" for t in trials)
         raise EdgeqError(f"--threads auto: no thread count could be measured on this source ({details}); "
                          "give --threads N instead")
     best = measured[0]
@@ -158,6 +188,6 @@ def _pick(trials: tuple[ThreadTrial, ...], frames: int, rounds: int) -> ThreadCh
     if fastest is best:
         reason = "the fastest"
     else:
-        reason = (f"within {PREFER_FEWER:.0%} of the fastest ({fastest.threads}: {fastest.fps:.1f}) with fewer "
-                  "threads, leaving cores to the rest of the machine")
-    return ThreadChoice(best.threads, trials, frames, rounds, reason)
+        reason = (f"within {PREFER_FEWER:.0%} of the fastest ({fastest.label}: {fastest.fps:.1f}) using fewer "
+                  "cores, leaving them to the rest of the machine")
+    return ThreadChoice(best.threads, trials, frames, rounds, reason, best.instances)
