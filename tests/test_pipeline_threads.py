@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time
 
 import cv2
 import pytest
@@ -257,3 +258,48 @@ def test_cli_instances_are_loaded_run_and_reported(int8_model_path, vtest_path, 
     assert report["instances"] == 2 and report["threads"] == 1 and report["frames_processed"] == 9
     assert [json.loads(line)["seq"] for line in jsonl.read_text().splitlines()] == list(range(1, 10))
     assert "threads: 1 x 2 instances" in out
+
+
+class _SlowModel:
+    """A real model whose every inference takes ``delay_s`` longer, and that knows when one is under way."""
+
+    def __init__(self, model, delay_s: float) -> None:
+        self._model = model
+        self.delay_s = delay_s
+        self.active = 0
+
+    def __getattr__(self, name):
+        return getattr(self._model, name)
+
+    def run(self, tensors):
+        self.active += 1
+        try:
+            time.sleep(self.delay_s)
+            return self._model.run(tensors)
+        finally:
+            self.active -= 1
+
+
+def test_a_stop_waits_for_the_inferences_in_flight_before_returning(int8_model_path, vtest_path):
+    # The caller closes the models once run() returns: no instance may still be inside run() then.
+    from edgeq.pipeline import Pipeline
+
+    class StopAtFirst(_Collect):
+        pipeline = None
+
+        def write(self, item) -> None:
+            super().write(item)
+            self.pipeline.stop()
+
+    sink = StopAtFirst()
+    # the first instance is quick, so its result stops the run while the others are still busy
+    models = [_SlowModel(load(int8_model_path, delegate="xnnpack", num_threads=1), delay) for delay in (0, 1, 1)]
+    try:
+        sink.pipeline = Pipeline(models[0], VideoFileSource(vtest_path), [sink], replicas=models[1:])
+        report = sink.pipeline.run()
+        assert [m.active for m in models] == [0, 0, 0]
+    finally:
+        for m in models:
+            m.close()
+    assert report.stop_reason.value == "interrupted" and report.frames_processed >= 1
+    assert report.frames_unprocessed >= 0 and len(sink.items) == report.frames_processed

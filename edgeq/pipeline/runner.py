@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ..errors import PreprocessError, SourceError, UsageError
+from ..errors import EdgeqError, PreprocessError, SourceError, UsageError
 from ..postprocess import AUTO, FrameContext, get_decoder, resolve_decoder
 from .control import END, LatestFrameSlot, opencv_threads
 from .report import FrameResult, LiveStatus, RunReport, StopReason, WarningLog
@@ -321,14 +321,23 @@ class Pipeline:
 
     def _inference_loop(self, start: float, workers: Sequence[InferenceWorker]) -> None:
         """Keep every worker busy on the next frames, finish results oldest first (so in frame order)."""
+        pending: collections.deque = collections.deque()  # (worker, frame, transform, preprocess ms), oldest 1st
+        try:
+            self._keep_workers_busy(start, collections.deque(workers), pending)
+        finally:
+            # Frames still in flight when the run stops are not reported (they count as unprocessed),
+            # but their inferences must end before anyone closes the models under them.
+            for worker, *_ in pending:
+                with contextlib.suppress(InferenceStuck, EdgeqError):
+                    worker.collect(lambda: True)
+
+    def _keep_workers_busy(self, start: float, free: collections.deque, pending: collections.deque) -> None:
         opts = self.options
         end = start + opts.duration_s if opts.duration_s is not None else None
 
         def should_stop() -> bool:
             return self._stop.is_set() or (end is not None and time.monotonic() >= end)
 
-        free = collections.deque(workers)
-        pending: collections.deque = collections.deque()  # (worker, frame, transform, preprocess ms), oldest 1st
         ended = False
         while not self._stop.is_set():
             if end is not None and time.monotonic() >= end:

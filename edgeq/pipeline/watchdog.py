@@ -37,7 +37,6 @@ class InferenceWorker:
         self._done = threading.Event()
         self._result: Any = None
         self._error: BaseException | None = None
-        self._submitted = 0.0
         self.last_ms = float("nan")  # duration of the last inference, measured on the worker thread
         self._thread = threading.Thread(target=self._loop, name="edgeq-inference", daemon=True)
         self._thread.start()
@@ -58,7 +57,6 @@ class InferenceWorker:
     def submit(self, tensors: Sequence[Any]) -> None:
         """Start one inference (the previous one must have been collected); returns at once."""
         self._done.clear()
-        self._submitted = time.monotonic()
         self._requests.put(list(tensors))
 
     def collect(self, should_stop: Callable[[], bool]) -> Any:
@@ -76,7 +74,7 @@ class InferenceWorker:
                 if time.monotonic() - stop_seen >= grace:
                     self.stuck = True
                     raise InferenceStuck(grace)
-        self.slowest_s = max(self.slowest_s, time.monotonic() - self._submitted)
+        self.slowest_s = max(self.slowest_s, self.last_ms / 1e3)
         if self._error is not None:
             raise self._error
         return self._result
