@@ -5,9 +5,11 @@ The ceiling (issue 13) is what the cores could do if the pipeline cost nothing b
     ceiling FPS = cores / (decode + preprocess + inference CPU ms per frame)
 
 * cores: the CPUs this process may use (its affinity), not the machine's count if narrowed;
-* decode, preprocess: CPU time (time.thread_time) of OpenCV's grab+retrieve and of edgeq's
-  preprocessing, measured one frame after another on vtest.avi in this process, never the
-  pipeline's wall-clock stage times (a preempted stage would make the bound look lower);
+* decode, preprocess: process CPU time (time.process_time: FFmpeg's helper threads count too) of
+  OpenCV's grab+retrieve and of edgeq's preprocessing, measured one frame after another on
+  vtest.avi in this process with a single-threaded interpreter (no XNNPACK worker spinning in
+  between), never the pipeline's wall-clock stage times (a preempted stage would make the bound
+  look lower);
 * inference: process CPU time (time.process_time, all threads: XNNPACK's workers too) per
   inference, for the cheapest thread count measured (usually 1): the machine's bound, not one
   configuration's.
@@ -106,10 +108,10 @@ def pipeline_run(model: pathlib.Path, threads: int, instances: int) -> dict:
 def stage_cpu(model: pathlib.Path, threads: int, frames: int = 220, warmup: int = 20) -> dict:
     """CPU ms per frame of decode, preprocess and inference, one frame after another (no overlap).
 
-    Decode and preprocess run on this thread: time.thread_time. Inference: time.process_time, so
-    the CPU of XNNPACK's worker threads counts (with 2 threads they burn CPU on both cores for one
-    wall-clock inference, and that CPU is what decoding and preprocessing cannot use). Also the
-    standalone inference FPS (wall) of the same loop.
+    All three with time.process_time (every thread of this process): FFmpeg decodes with helper
+    threads (thread_time alone misses ~15 % of decoding), and with 2 threads XNNPACK's workers burn
+    CPU on both cores for one wall-clock inference, CPU that decoding and preprocessing cannot use.
+    Also the standalone inference FPS (wall) of the same loop.
     """
     import time
 
@@ -122,14 +124,14 @@ def stage_cpu(model: pathlib.Path, threads: int, frames: int = 220, warmup: int 
     dec = pre = inf = wall = 0.0
     with load(model, num_threads=threads) as m, opencv_threads(1):  # as in the pipeline
         for i in range(frames + warmup):
-            c0 = time.thread_time()
+            c0 = time.process_time()
             if not cap.grab():
                 raise SystemExit("vtest.avi ended early")
             image = cap.retrieve()[1]
-            c1 = time.thread_time()
+            c1 = time.process_time()
             tensor = m.prepare_with_transform(image, "BGR")[0]
-            c2 = time.thread_time()
-            p0, w0 = time.process_time(), time.perf_counter()
+            c2 = time.process_time()
+            p0, w0 = c2, time.perf_counter()
             m.run([tensor])
             p1, w1 = time.process_time(), time.perf_counter()
             if i >= warmup:
@@ -140,12 +142,15 @@ def stage_cpu(model: pathlib.Path, threads: int, frames: int = 220, warmup: int 
 
 
 def ceiling_fps(cpu: dict[int, dict]) -> tuple[float, float]:
-    """(ceiling FPS, CPU ms per frame it assumes) = cores / (decode + preprocess + cheapest inference CPU)."""
+    """(ceiling FPS, CPU ms per frame it assumes) = cores / (decode + preprocess + cheapest inference CPU).
+
+    Decode and preprocess from the single-threaded run (``cpu[1]``): with more threads, XNNPACK's
+    workers may still spin after an inference and their CPU would be charged to the decoder.
+    """
     from edgeq.pipeline import available_cores
 
-    one = cpu[min(cpu, key=lambda t: cpu[t]["inference_cpu_ms"])]
-    per_frame = (statistics.median(c["decode_cpu_ms"] for c in cpu.values())
-                 + statistics.median(c["preprocess_cpu_ms"] for c in cpu.values()) + one["inference_cpu_ms"])
+    cheapest = min(c["inference_cpu_ms"] for c in cpu.values())
+    per_frame = cpu[1]["decode_cpu_ms"] + cpu[1]["preprocess_cpu_ms"] + cheapest
     return available_cores() * 1000.0 / per_frame, per_frame
 
 
