@@ -303,3 +303,13 @@ def test_a_stop_waits_for_the_inferences_in_flight_before_returning(int8_model_p
             m.close()
     assert report.stop_reason.value == "interrupted" and report.frames_processed >= 1
     assert report.frames_unprocessed >= 0 and len(sink.items) == report.frames_processed
+
+
+def test_cli_threads_auto_with_fixed_instances_tries_thread_counts_only(int8_model_path, vtest_path, tmp_path,
+                                                                      capsys):
+    report_path = tmp_path / "r.json"
+    rc = main(["run", "--delegate", "xnnpack", str(int8_model_path), "--source", str(vtest_path), "--threads", "auto",
+               "--instances", "1", "--max-frames", "5", "--json", str(report_path)])
+    assert rc == 0, capsys.readouterr().err
+    choice = json.loads(report_path.read_text())["thread_choice"]
+    assert [(t["threads"], t["instances"]) for t in choice["trials"]] == [(t, 1) for t in thread_candidates()]

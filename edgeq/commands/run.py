@@ -138,10 +138,11 @@ def _status_printer(ctx):
               help="realtime: newest frame only, drops counted (default for cameras/streams); "
                    "every-frame: all frames, as fast as possible (default for files/folders).")
 @delegate_cli_options(several=False)
-@click.option("--threads", type=_ThreadsParam(),
+@click.option("--threads", type=_ThreadsParam(), metavar="N|auto",
               help="CPU threads for the interpreter (default: the model's tuned count, else the runtime's), or "
-                   "'auto': measure the every-frame pipeline on the first frames of the source with each count "
-                   "1..cores and keep the fastest (the pipeline's decoding and preprocessing need cores too).")
+                   "'auto': measure the every-frame pipeline on the first frames of the source with 1..cores "
+                   "threads and with 2..cores single-threaded --instances, and keep the fastest (decoding and "
+                   "preprocessing need cores too, so this is rarely the count that is fastest standalone).")
 @click.option("--instances", type=click.IntRange(min=1),
               help="Model instances running consecutive frames at once, each with --threads threads; results "
                    "stay in frame order (default 1; with --threads auto, also measured).")
