@@ -5,7 +5,7 @@ The ceiling (issue 13) is what the cores could do if the pipeline cost nothing b
     ceiling FPS = cores / (decode + preprocess + inference CPU ms per frame)
 
 * cores: the CPUs this process may use (its affinity), not the machine's count if narrowed;
-* decode, preprocess: process CPU time (time.process_time: FFmpeg's helper threads count too) of
+* decode, preprocess: process CPU time (time.process_time: any FFmpeg helper threads count too) of
   OpenCV's grab+retrieve and of edgeq's preprocessing, measured one frame after another on
   vtest.avi in this process with a single-threaded interpreter (no XNNPACK worker spinning in
   between), never the pipeline's wall-clock stage times (a preempted stage would make the bound
@@ -108,19 +108,22 @@ def pipeline_run(model: pathlib.Path, threads: int, instances: int) -> dict:
 def stage_cpu(model: pathlib.Path, threads: int, frames: int = 220, warmup: int = 20) -> dict:
     """CPU ms per frame of decode, preprocess and inference, one frame after another (no overlap).
 
-    All three with time.process_time (every thread of this process): FFmpeg decodes with helper
-    threads (thread_time alone misses ~15 % of decoding), and with 2 threads XNNPACK's workers burn
-    CPU on both cores for one wall-clock inference, CPU that decoding and preprocessing cannot use.
+    All three with time.process_time (every thread of this process): FFmpeg may decode with helper
+    threads (with its default thread count thread_time missed ~15 % of decoding here), and with 2
+    threads XNNPACK's workers burn CPU on both cores for one wall-clock inference, CPU that decoding
+    and preprocessing cannot use.
     Also the standalone inference FPS (wall) of the same loop.
     """
     import time
 
     import cv2
 
-    from edgeq.pipeline import opencv_threads
+    from edgeq.pipeline import SourceOptions, opencv_threads
     from edgeq.runtime import load
 
-    cap = cv2.VideoCapture(str(VTEST), cv2.CAP_FFMPEG)
+    # the decoder as VideoFileSource opens it (its decode_threads), so the two decode alike
+    threads_opt = SourceOptions().decode_threads
+    cap = cv2.VideoCapture(str(VTEST), cv2.CAP_FFMPEG, [cv2.CAP_PROP_N_THREADS, threads_opt] if threads_opt else [])
     dec = pre = inf = wall = 0.0
     with load(model, num_threads=threads) as m, opencv_threads(1):  # as in the pipeline
         for i in range(frames + warmup):
