@@ -160,7 +160,11 @@ def test_cli_threads_auto_chooses_reports_every_count_and_finalises_video_and_re
     assert (report["threads"], report["instances"]) == (choice["threads"], choice["instances"]) in layouts
     assert report["frames_processed"] == 15 and report["stop_reason"] == "max_frames"
     assert f"--threads auto chose {choice['threads']} inference thread(s)" in err
-    assert "(auto; pipeline FPS per count" in out and f"threads: {choice['threads']}" in out  # the summary table
+    # the summary table names every layout tried, instances as THREADSxINSTANCES
+    per = ", ".join(f"{t['threads']}x{t['instances']}" if t["instances"] > 1 else f"{t['threads']}"
+                    for t in choice["trials"])
+    assert f"threads: {choice['threads']}" in out and "(auto; pipeline FPS per threads[xinstances] " in out
+    assert [p.split(":")[0] for p in out.split("threads[xinstances] ")[1].split(")")[0].split(", ")] == per.split(", ")
     cap = cv2.VideoCapture(str(video))
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 15
 

@@ -96,7 +96,8 @@ def _choose_threads(ctx, load_model, source: str, source_options, options, insta
     cores = available_cores()
     candidates = None if instances is None else [(t, instances) for t in range(1, cores + 1)]
     ctx.info(f"--threads auto: measuring the pipeline with 1..{cores} inference threads"
-             + (" and 2.." + str(cores) + " instances" if instances is None and cores > 1 else "")
+             + (f" and {'2..' if cores > 2 else ''}{cores} single-threaded instances"
+                if instances is None and cores > 1 else "")
              + " on the first frames of the source ...")
     choice = choose_pipeline_threads(load_model, lambda: open_source(source, source_options), candidates,
                                      options=options)

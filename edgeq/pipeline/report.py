@@ -160,9 +160,12 @@ def _f(v: float | None, fmt: str = ".1f") -> str:
 def _auto(choice: dict[str, Any] | None) -> str:
     if not choice:
         return ""
-    per = ", ".join(f"{t['threads']}: {_f(t['fps'])}" if t.get("fps") is not None else f"{t['threads']}: failed"
+    def label(t: dict[str, Any]) -> str:
+        return f"{t['threads']}x{t['instances']}" if t.get("instances", 1) > 1 else f"{t['threads']}"
+
+    per = ", ".join(f"{label(t)}: {_f(t['fps'])}" if t.get("fps") is not None else f"{label(t)}: failed"
                     for t in choice.get("trials", ()))
-    return f" (auto; pipeline FPS per count {per})"
+    return f" (auto; pipeline FPS per threads[xinstances] {per})"
 
 
 def format_report(r: RunReport) -> str:
