@@ -1,6 +1,7 @@
 """`edgeq run`: a model behind a real video source, measured like a camera app sees it."""
 from __future__ import annotations
 
+import contextlib
 import sys
 
 import click
@@ -56,8 +57,23 @@ def _camera_size(text: str | None) -> tuple[int | None, int | None]:
         raise UsageError(f"--camera-size {text!r}: expected WIDTHxHEIGHT, e.g. 1280x720") from None
 
 
-def _load_model(ctx, model: str, delegate: str | None, threads: int | None, pre_opts: dict, delegate_options: dict):
-    """Load with the embedded contract, or with the convert-style options for foreign models."""
+class _ThreadsParam(click.ParamType):
+    """``--threads``: a positive integer or ``auto``; the error lists both."""
+
+    name = "N|auto"
+
+    def convert(self, value, param, ctx):
+        from ..pipeline import parse_threads
+
+        try:
+            return parse_threads(value)
+        except UsageError as exc:
+            self.fail(f"{value!r}: {str(exc).removeprefix(f'--threads {value!r}: ')}", param, ctx)
+
+
+def _model_loader(ctx, model: str, delegate: str | None, pre_opts: dict, delegate_options: dict):
+    """``threads -> loaded model``: the embedded contract (or convert-style options for foreign
+    models) resolved once, so a --threads auto trial per count does not repeat its warnings."""
     from ..modelinfo import inspect_model
     from ..preprocess import resolve_preprocess
     from ..runtime import load
@@ -68,7 +84,25 @@ def _load_model(ctx, model: str, delegate: str | None, threads: int | None, pre_
     resolved = resolve_preprocess(info.inputs[0].shape, pre_opts, embedded=embedded, model=str(model))
     for warning in resolved.warnings:
         ctx.warn(warning)
-    return load(model, delegate=delegate, num_threads=threads, preprocess=resolved.preprocess, **delegate_options)
+    return lambda threads: load(model, delegate=delegate, num_threads=threads, preprocess=resolved.preprocess,
+                                **delegate_options)
+
+
+def _choose_threads(ctx, load_model, source: str, source_options, options, instances: int | None):
+    """--threads auto: a short every-frame trial of each count 1..cores (and of 2..cores single-threaded
+    instances, unless --instances fixes their number) on the real source."""
+    from ..pipeline import available_cores, choose_pipeline_threads, open_source
+
+    cores = available_cores()
+    candidates = None if instances is None else [(t, instances) for t in range(1, cores + 1)]
+    ctx.info(f"--threads auto: measuring the pipeline with 1..{cores} inference threads"
+             + (f" and {'2..' if cores > 2 else ''}{cores} single-threaded instances"
+                if instances is None and cores > 1 else "")
+             + " on the first frames of the source ...")
+    choice = choose_pipeline_threads(load_model, lambda: open_source(source, source_options), candidates,
+                                     options=options)
+    ctx.info(choice.summary())
+    return choice
 
 
 def _check_image_input(model: str, inputs) -> None:
@@ -105,7 +139,14 @@ def _status_printer(ctx):
               help="realtime: newest frame only, drops counted (default for cameras/streams); "
                    "every-frame: all frames, as fast as possible (default for files/folders).")
 @delegate_cli_options(several=False)
-@click.option("--threads", type=click.IntRange(min=1), help="CPU threads for the interpreter.")
+@click.option("--threads", type=_ThreadsParam(), metavar="N|auto",
+              help="CPU threads for the interpreter (default: the model's tuned count, else the runtime's), or "
+                   "'auto': measure the every-frame pipeline on the first frames of the source with 1..cores "
+                   "threads and with 2..cores single-threaded --instances, and keep the fastest (decoding and "
+                   "preprocessing need cores too, so this is rarely the count that is fastest standalone).")
+@click.option("--instances", type=click.IntRange(min=1),
+              help="Model instances running consecutive frames at once, each with --threads threads; results "
+                   "stay in frame order (default 1; with --threads auto, also measured).")
 @click.option("--max-frames", type=click.IntRange(min=1), help="Stop after N processed frames.")
 @click.option("--duration", type=click.FloatRange(min=0, min_open=True), help="Stop after S seconds.")
 @click.option("-o", "--output", type=click.Path(), help="Write the annotated video here (.mp4 or .avi).")
@@ -126,8 +167,8 @@ def _status_printer(ctx):
 @preprocess_options
 @json_option
 @click.pass_obj
-def command(ctx, model, source, mode, delegate, delegate_option, threads, max_frames, duration, output, jsonl,
-            show, postprocess, postprocess_option, camera_size, source_fps, reconnects, force, input_size, color,
+def command(ctx, model, source, mode, delegate, delegate_option, threads, instances, max_frames, duration, output,
+            jsonl, show, postprocess, postprocess_option, camera_size, source_fps, reconnects, force, input_size, color,
             value_range, mean, std, resize, json_path, plot_path):
     """Run MODEL on a video SOURCE and measure real-time FPS, drops and per-stage latency.
 
@@ -149,7 +190,8 @@ def command(ctx, model, source, mode, delegate, delegate_option, threads, max_fr
     check_outputs([model, source], force=force, created={"--output": output, "--jsonl": jsonl},
                   reports={"--json": json_path, "--plot": plot_path})
     width, height = _camera_size(camera_size)
-    src = open_source(source, SourceOptions(width=width, height=height, fps=source_fps, max_reconnects=reconnects))
+    source_options = SourceOptions(width=width, height=height, fps=source_fps, max_reconnects=reconnects)
+    src = open_source(source, source_options)
     if camera_size and src.kind != "camera":
         ctx.warn(f"--camera-size is requested from cameras only; ignored for {src.description}")
     options = RunOptions(mode=mode, max_frames=max_frames, duration_s=duration, postprocess=postprocess,
@@ -165,9 +207,16 @@ def command(ctx, model, source, mode, delegate, delegate_option, threads, max_fr
     if jsonl:
         sinks.append(JsonLinesSink(jsonl, overwrite=force))
 
-    with _load_model(ctx, model, delegate, threads, pre_opts, parse_delegate_options(delegate_option)) as m:
+    load_model = _model_loader(ctx, model, delegate, pre_opts, parse_delegate_options(delegate_option))
+    choice = None
+    if threads == "auto":
+        choice = _choose_threads(ctx, load_model, source, source_options, options, instances)
+        threads, instances = choice.threads, choice.instances
+    with contextlib.ExitStack() as stack:
+        m, *replicas = [stack.enter_context(load_model(threads)) for _ in range(instances or 1)]
         report_delegate(ctx, m.delegate_report)
-        pipeline = Pipeline(m, src, sinks, options, status=show_status, model_name=str(model), threads=threads)
+        pipeline = Pipeline(m, src, sinks, options, status=show_status, model_name=str(model), threads=threads,
+                            thread_choice=choice, replicas=replicas)
         ctx.info(f"running {model} on {src.description} ({pipeline.mode}, delegate "
                  f"{getattr(m.delegate_report, 'delegate', delegate)}, postprocess {pipeline.postprocess_name}); "
                  "Ctrl-C stops")

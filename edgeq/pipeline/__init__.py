@@ -19,8 +19,9 @@ from ..postprocess import (
     nms,
     top_k,
 )
+from .control import LatestFrameSlot, opencv_threads, stop_on_signals
 from .report import FrameResult, LiveStatus, RunReport, StopReason, WarningLog, format_report
-from .runner import MODES, LatestFrameSlot, Pipeline, RunOptions, run_pipeline, stop_on_signals
+from .runner import MODES, Pipeline, RunOptions, run_pipeline
 from .sinks import VIDEO_CODECS, JsonLinesSink, NullSink, PreviewSink, Sink, VideoSink, annotate, gui_available
 from .sources import (
     CameraSource,
@@ -36,12 +37,23 @@ from .sources import (
     open_source,
 )
 from .stats import STAGES, Distribution, LatencyRecorder, RateMeter, rate
+from .threads import (
+    ThreadChoice,
+    ThreadTrial,
+    available_cores,
+    choose_pipeline_threads,
+    layout_candidates,
+    parse_threads,
+    thread_candidates,
+)
 
 __all__ = [
     "CameraSource", "Classification", "Detections", "Distribution", "Frame", "FrameContext",
     "FrameResult", "ImageFolderSource", "JsonLinesSink", "LatencyRecorder", "LatestFrameSlot", "LiveStatus",
     "MODES", "NullSink", "Pipeline", "PreviewSink", "RateMeter", "RawOutputs", "RunOptions", "RunReport", "STAGES",
-    "Sink", "SinkError", "Source", "SourceOptions", "StopReason", "StreamSource", "SyntheticSource", "TopK",
+    "Sink", "SinkError", "Source", "SourceOptions", "StopReason", "StreamSource", "SyntheticSource", "ThreadChoice",
+    "ThreadTrial", "TopK", "available_cores", "choose_pipeline_threads", "layout_candidates", "opencv_threads",
+    "parse_threads", "thread_candidates",
     "VIDEO_CODECS", "VideoFileSource", "VideoSink", "WarningLog", "annotate", "choose_decoder", "decode_frame_number",
     "decode_ssd", "decode_yolo", "encode_frame_number", "format_report", "get_decoder", "gui_available", "nms",
     "open_source", "rate", "run_pipeline", "stop_on_signals", "top_k",

@@ -136,6 +136,9 @@ class RunReport:
     warnings: tuple[str, ...] = ()  # from the source, the pipeline and the sinks, each once
     # Per-second series (stats.Timeline.to_dict): processed FPS, frame age, inference, drops over time.
     timeline: dict[str, Any] = dataclasses.field(default_factory=dict)
+    # --threads auto: the count chosen for the pipeline and every count's measured FPS (threads.ThreadChoice)
+    thread_choice: dict[str, Any] | None = None
+    instances: int = 1  # loaded instances of the model running consecutive frames concurrently (--instances)
 
     def to_dict(self) -> dict[str, Any]:
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
@@ -154,12 +157,24 @@ def _f(v: float | None, fmt: str = ".1f") -> str:
     return "-" if v is None or v != v else format(v, fmt)
 
 
+def _auto(choice: dict[str, Any] | None) -> str:
+    if not choice:
+        return ""
+    def label(t: dict[str, Any]) -> str:
+        return f"{t['threads']}x{t['instances']}" if t.get("instances", 1) > 1 else f"{t['threads']}"
+
+    per = ", ".join(f"{label(t)}: {_f(t['fps'])}" if t.get("fps") is not None else f"{label(t)}: failed"
+                    for t in choice.get("trials", ()))
+    return f" (auto; pipeline FPS per threads[xinstances] {per})"
+
+
 def format_report(r: RunReport) -> str:
     """The human summary table printed at the end of `edgeq run`."""
     declared = f", source declares {_f(r.source_fps_nominal)}" if r.source_fps_nominal else ""
     lines = [
         f"source: {r.source.get('description')}  mode: {r.mode}  delegate: {r.delegate}"
-        + (f"  threads: {r.threads}" if r.threads else ""),
+        + (f"  threads: {r.threads}" if r.threads else "") + (f" x {r.instances} instances" if r.instances > 1 else "")
+        + _auto(r.thread_choice),
         f"stopped: {r.stop_reason}" + (f" ({r.failure})" if r.failure else "") + f" after {r.duration_s:.1f} s",
         f"frames: captured {r.frames_captured}, processed {r.frames_processed}, dropped {r.frames_dropped}, "
         f"duplicates {r.frames_duplicate}, corrupt {r.frames_corrupt}, unprocessed at stop {r.frames_unprocessed}"

@@ -5,8 +5,13 @@ Threads and bounded hand-offs (nothing buffers without bound):
 * realtime: a capture thread keeps only the newest frame in a one-frame slot; a frame replaced
   before inference took it is counted as dropped. Files are paced at their native FPS so they
   behave like the camera that recorded them.
-* every-frame: capture -> queue -> preprocess thread -> queue -> inference (caller's thread);
-  decoding and preprocessing of the next frames overlap inference of the current one.
+* every-frame: capture -> queue -> preprocess thread -> queue -> inference; decoding and
+  preprocessing of the next frames overlap inference of the current one.
+* inference runs on a worker thread per model instance (watchdog.py); with replicas (more
+  instances of the same model) consecutive frames are in flight at once, and results are
+  finished oldest first, so sinks still see frame order. One instance with N threads splits each
+  inference over N cores; N single-threaded instances need no inference thread to wait for a peer
+  that a decoding or preprocessing thread has descheduled (see threads.py for the choice).
 * both: results go through a small queue to a sink thread; a slow sink back-pressures the
   pipeline (visible as drops in realtime) instead of growing a buffer.
 
@@ -15,18 +20,19 @@ sink; in every case the source is closed, sinks are finalised and a ``RunReport`
 """
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import logging
 import queue
-import signal
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from ..errors import PreprocessError, SourceError, UsageError
+from ..errors import EdgeqError, PreprocessError, SourceError, UsageError
 from ..postprocess import AUTO, FrameContext, get_decoder, resolve_decoder
+from .control import END, LatestFrameSlot, opencv_threads
 from .report import FrameResult, LiveStatus, RunReport, StopReason, WarningLog
 from .sinks import Sink
 from .sources import Frame, Source
@@ -36,7 +42,6 @@ from .watchdog import InferenceStuck, InferenceWorker
 log = logging.getLogger(__name__)
 
 MODES = ("realtime", "every-frame")
-_END = object()  # end-of-stream marker in queues
 _POLL_S = 0.05  # how often blocked threads re-check the stop flag
 
 
@@ -54,6 +59,9 @@ class RunOptions:
     postprocess: str | None = None  # a registered decoder's name (edgeq.postprocess), "auto"; None = the model's
     postprocess_options: tuple[tuple[str, Any], ...] = ()  # --postprocess-option key=value pairs for it
     stop_grace_s: float = 2.0  # how long a stop waits for an inference in flight before abandoning it
+    # OpenCV's own thread pool during the run (restored after); None leaves it. 1: the stages already
+    # occupy the cores, and OpenCV splitting a resize over its pool only adds hand-offs (control.py).
+    opencv_threads: int | None = 1
 
     def __post_init__(self) -> None:
         if self.mode is not None and self.mode not in MODES:
@@ -64,40 +72,11 @@ class RunOptions:
             raise UsageError(f"--duration must be positive, got {self.duration_s}")
         if self.queue_size < 1 or self.sink_queue_size < 1:
             raise UsageError("queue sizes must be at least 1")
+        if self.opencv_threads is not None and self.opencv_threads < 0:
+            raise UsageError(f"opencv_threads must be >= 0 (0: OpenCV runs single-threaded) or None, "
+                             f"got {self.opencv_threads}")
         if self.postprocess is not None and self.postprocess != AUTO:
             get_decoder(self.postprocess).configure(dict(self.postprocess_options))  # unknown names/values fail here
-
-
-class LatestFrameSlot:
-    """Holds only the newest frame. Replacing a frame nobody took counts one drop."""
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._frame: Frame | None = None
-        self._closed = False
-        self.dropped = 0
-
-    def put(self, frame: Frame) -> None:
-        with self._cond:
-            if self._frame is not None:
-                self.dropped += 1
-            self._frame = frame
-            self._cond.notify()
-
-    def close(self) -> None:
-        with self._cond:
-            self._closed = True
-            self._cond.notify_all()
-
-    def take(self, timeout: float) -> Any:
-        """The newest frame (removed from the slot), _END once closed and empty, None on timeout."""
-        with self._cond:
-            if self._frame is None and not self._closed:
-                self._cond.wait(timeout)
-            frame, self._frame = self._frame, None
-            if frame is not None:
-                return frame
-            return _END if self._closed else None
 
 
 class Pipeline:
@@ -105,7 +84,7 @@ class Pipeline:
 
     def __init__(self, model: Any, source: Source, sinks: Sequence[Sink] = (), options: RunOptions = RunOptions(),
                  status: Callable[[LiveStatus], None] | None = None, model_name: str = "",
-                 threads: int | None = None) -> None:
+                 threads: int | None = None, thread_choice: Any = None, replicas: Sequence[Any] = ()) -> None:
         self.model = model
         self.source = source
         self.sinks = list(sinks)
@@ -113,6 +92,12 @@ class Pipeline:
         self.status = status
         self.model_name = model_name
         self.threads = threads
+        self.thread_choice = thread_choice  # a threads.ThreadChoice when --threads auto chose ``threads``
+        # More loaded instances of the same model: consecutive frames run on them concurrently (each
+        # with its own threads), results still finish in frame order. One instance: frames in series.
+        self._models = [model, *replicas]
+        _check_replicas(model, replicas)
+        self._next_status = 0.0
         self.mode = options.mode or ("realtime" if source.live else "every-frame")
         shapes = [tuple(o.shape) for o in model.outputs]
         meta = getattr(model, "metadata", None)
@@ -173,7 +158,7 @@ class Pipeline:
         """Deliver the end marker even to a full queue of a stopped run (drop the oldest item)."""
         while True:
             try:
-                q.put_nowait(_END)
+                q.put_nowait(END)
                 return
             except queue.Full:
                 if not self._stop.is_set():
@@ -246,7 +231,7 @@ class Pipeline:
                     if self._stop.is_set():
                         break
                     continue
-                if frame is _END:
+                if frame is END:
                     break
                 prepared = self._prepare(frame)
                 if prepared is not None and not self._put(self._prep_q, (frame, *prepared)):
@@ -261,7 +246,7 @@ class Pipeline:
         try:
             while True:
                 item = self._sink_q.get()
-                if item is _END:
+                if item is END:
                     break
                 t0 = time.perf_counter()
                 for sink in self.sinks:
@@ -273,19 +258,19 @@ class Pipeline:
             self._failure = f"sink failed: {exc}"
             self.stop(StopReason.SINK_FAILED)
             log.error("%s", self._failure)
-            while self._sink_q.get() is not _END:  # keep draining so the producer never blocks
+            while self._sink_q.get() is not END:  # keep draining so the producer never blocks
                 pass
 
-    def _next_item(self) -> Any:
-        """(frame, tensor, transform, preprocess ms), _END, or None on timeout."""
+    def _next_item(self, wait: bool = True) -> Any:
+        """(frame, tensor, transform, preprocess ms), END, or None on timeout (at once when not ``wait``)."""
         if self.mode == "realtime":
-            frame = self._slot.take(_POLL_S)
-            if frame is None or frame is _END:
+            frame = self._slot.take(_POLL_S if wait else 0.0)
+            if frame is None or frame is END:
                 return frame
             prepared = self._prepare(frame)
             return None if prepared is None else (frame, *prepared)
         try:
-            return self._prep_q.get(timeout=_POLL_S)
+            return self._prep_q.get(timeout=_POLL_S) if wait else self._prep_q.get_nowait()
         except queue.Empty:
             return None
 
@@ -299,8 +284,9 @@ class Pipeline:
         cpu = CpuMeter()
         start = time.monotonic()
         self._timeline.start = start
+        self._next_status = start + self.options.status_interval_s
         try:
-            with self.source:
+            with self.source, opencv_threads(self.options.opencv_threads):
                 for sink in self.sinks:
                     if hasattr(sink, "start"):
                         sink.start(self.source, self.mode)
@@ -312,17 +298,18 @@ class Pipeline:
                 threads.append(sink_thread)
                 for t in threads:
                     t.start()
-                worker = InferenceWorker(self.model.run, self.options.stop_grace_s)
+                workers = [InferenceWorker(m.run, self.options.stop_grace_s) for m in self._models]
                 try:
-                    self._inference_loop(start, worker)
+                    self._inference_loop(start, workers)
                 except KeyboardInterrupt:  # a second Ctrl-C: stop now, the report is still written
                     self.stop(StopReason.INTERRUPTED)
                 except InferenceStuck as exc:
                     self._stop_reason, self._failure = StopReason.INFERENCE_STUCK, str(exc)
                 finally:
-                    worker.close()
+                    for worker in workers:
+                        worker.close()
                     self._stop.set()
-                    self._sink_q.put(_END)
+                    self._sink_q.put(END)
                     for t in threads:
                         t.join()
         finally:
@@ -332,53 +319,76 @@ class Pipeline:
             raise self._errors[0]
         return self._report(time.monotonic() - start, cpu.summary())
 
-    def _inference_loop(self, start: float, worker: InferenceWorker) -> None:
+    def _inference_loop(self, start: float, workers: Sequence[InferenceWorker]) -> None:
+        """Keep every worker busy on the next frames, finish results oldest first (so in frame order)."""
+        pending: collections.deque = collections.deque()  # (worker, frame, transform, preprocess ms), oldest 1st
+        try:
+            self._keep_workers_busy(start, collections.deque(workers), pending)
+        finally:
+            # Frames still in flight when the run stops are not reported (they count as unprocessed),
+            # but their inferences must end before anyone closes the models under them.
+            for worker, *_ in pending:
+                with contextlib.suppress(InferenceStuck, EdgeqError):
+                    worker.collect(lambda: True)
+
+    def _keep_workers_busy(self, start: float, free: collections.deque, pending: collections.deque) -> None:
         opts = self.options
-        next_status = start + opts.status_interval_s
-        model = self.model
         end = start + opts.duration_s if opts.duration_s is not None else None
 
         def should_stop() -> bool:
             return self._stop.is_set() or (end is not None and time.monotonic() >= end)
 
-        while True:
-            if self._stop.is_set():
-                return
-            now = time.monotonic()
-            if opts.duration_s is not None and now - start >= opts.duration_s:
+        ended = False
+        while not self._stop.is_set():
+            if end is not None and time.monotonic() >= end:
                 self.stop(StopReason.DURATION)
                 return
-            item = self._next_item()
-            if item is None:
-                continue
-            if item is _END:
+            wanted = opts.max_frames is None or self._processed.count + len(pending) < opts.max_frames
+            if free and not ended and wanted:
+                item = self._next_item(wait=not pending)  # with work in flight, only take a frame that is ready
+                if item is END:
+                    ended = True
+                elif item is not None:
+                    frame, tensor, transform, pre_ms = item
+                    worker = free.popleft()
+                    worker.submit([tensor])
+                    pending.append((worker, frame, transform, pre_ms))
+                    continue
+                elif not pending:
+                    continue
+            if not pending:
                 self.stop(StopReason.SOURCE_FAILED if self._failure else StopReason.END_OF_INPUT)
                 return
-            frame, tensor, transform, pre_ms = item
-            t0 = time.perf_counter()
-            raw = worker.infer([tensor], should_stop)
-            t1 = time.perf_counter()
-            outputs = model.dequantize(raw)
-            h, w = frame.image.shape[:2]
-            result = self._decoder.decode(outputs, FrameContext(transform, (w, h), self._input_size, self._labels))
-            t2 = time.perf_counter()
-            result_time = time.monotonic()
-            self._processed.tick(result_time)
-            self._age.add((result_time - frame.timestamp) * 1e3)
-            stage_ms = {"capture": frame.capture_ms, "preprocess": pre_ms, "inference": (t1 - t0) * 1e3,
-                        "postprocess": (t2 - t1) * 1e3}
-            for name in ("preprocess", "inference", "postprocess"):
-                self._stages[name].add(stage_ms[name])
-            self._timeline.add(result_time, self._age.last, stage_ms["inference"], self._dropped())
-            if self.sinks:  # blocking: the sink thread drains until the end marker, even after a failure
-                self._sink_q.put(FrameResult(frame.seq, frame.timestamp, result_time, stage_ms, result,
-                                                    frame.image, self._processed.recent_fps))
-            if self.status is not None and result_time >= next_status:
-                next_status = result_time + opts.status_interval_s
-                self.status(self.live_status(result_time - start))
+            worker, frame, transform, pre_ms = pending.popleft()
+            raw = worker.collect(should_stop)
+            free.append(worker)
+            self._finish_frame(frame, transform, pre_ms, worker.last_ms, raw, start)
             if opts.max_frames is not None and self._processed.count >= opts.max_frames:
                 self.stop(StopReason.MAX_FRAMES)
                 return
+
+    def _finish_frame(self, frame: Frame, transform: Any, pre_ms: float, inference_ms: float, raw: Any,
+                      start: float) -> None:
+        """Postprocess one inference's outputs, record its stages, hand it to the sinks and the status line."""
+        t1 = time.perf_counter()
+        outputs = self.model.dequantize(raw)
+        h, w = frame.image.shape[:2]
+        result = self._decoder.decode(outputs, FrameContext(transform, (w, h), self._input_size, self._labels))
+        t2 = time.perf_counter()
+        result_time = time.monotonic()
+        self._processed.tick(result_time)
+        self._age.add((result_time - frame.timestamp) * 1e3)
+        stage_ms = {"capture": frame.capture_ms, "preprocess": pre_ms, "inference": inference_ms,
+                    "postprocess": (t2 - t1) * 1e3}
+        for name in ("preprocess", "inference", "postprocess"):
+            self._stages[name].add(stage_ms[name])
+        self._timeline.add(result_time, self._age.last, inference_ms, self._dropped())
+        if self.sinks:  # blocking: the sink thread drains until the end marker, even after a failure
+            self._sink_q.put(FrameResult(frame.seq, frame.timestamp, result_time, stage_ms, result,
+                                         frame.image, self._processed.recent_fps))
+        if self.status is not None and result_time >= self._next_status:
+            self._next_status = result_time + self.options.status_interval_s
+            self.status(self.live_status(result_time - start))
 
     # ---- reporting --------------------------------------------------------------------------
     def _dropped(self) -> int:
@@ -404,7 +414,8 @@ class Pipeline:
             cpu=cpu, stop_reason=self._stop_reason or StopReason.END_OF_INPUT, failure=self._failure,
             postprocess=self.postprocess_name, timeline=self._timeline.to_dict(),
             outputs={s.name: str(path) for s in self.sinks if (path := getattr(s, "output_path", None)) is not None},
-            warnings=self._all_warnings())
+            warnings=self._all_warnings(), instances=len(self._models),
+            thread_choice=self.thread_choice.to_dict() if hasattr(self.thread_choice, "to_dict") else None)
 
     def _all_warnings(self) -> tuple[str, ...]:
         """The source's, the pipeline's and the sinks' warnings, each once, in that order."""
@@ -413,28 +424,15 @@ class Pipeline:
         return tuple(dict.fromkeys(m for w in logs if isinstance(w, WarningLog) for m in w.messages()))
 
 
-@contextlib.contextmanager
-def stop_on_signals(pipeline: Pipeline) -> Iterator[None]:
-    """SIGINT/SIGTERM stop the pipeline gracefully (report written, video finalised).
+def _check_replicas(model: Any, replicas: Sequence[Any]) -> None:
+    """Replicas must be the same model: same input and output tensors (they share one decoder)."""
+    def signature(m: Any) -> tuple:
+        return tuple((tuple(t.shape), str(t.dtype)) for t in (*m.inputs, *m.outputs))
 
-    A second Ctrl-C falls back to the default handler. Only installable from the main thread.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {}
-
-    def handler(signum: int, _frame: Any) -> None:
-        pipeline.stop(StopReason.INTERRUPTED)
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        previous[sig] = signal.signal(sig, handler)
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
+    for i, other in enumerate(replicas, 1):
+        if other is model or signature(other) != signature(model):
+            raise UsageError(f"inference replica {i} must be another loaded instance of the same model "
+                             f"(same inputs and outputs), got {other!r}")
 
 
 def run_pipeline(model: Any, source: Source, sinks: Sequence[Sink] = (), options: RunOptions = RunOptions(),

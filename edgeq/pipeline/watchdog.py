@@ -37,6 +37,7 @@ class InferenceWorker:
         self._done = threading.Event()
         self._result: Any = None
         self._error: BaseException | None = None
+        self.last_ms = float("nan")  # duration of the last inference, measured on the worker thread
         self._thread = threading.Thread(target=self._loop, name="edgeq-inference", daemon=True)
         self._thread.start()
 
@@ -45,21 +46,25 @@ class InferenceWorker:
             tensors = self._requests.get()
             if tensors is None:
                 return
+            t0 = time.perf_counter()
             try:
                 self._result, self._error = self._run(tensors), None
             except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
                 self._result, self._error = None, exc
+            self.last_ms = (time.perf_counter() - t0) * 1e3
             self._done.set()
 
-    def infer(self, tensors: Sequence[Any], should_stop: Callable[[], bool]) -> Any:
-        """The outputs of one inference; raises ``InferenceStuck`` if a stop outlasts the grace period.
-
-        The grace period is ``grace_s`` or twice the slowest inference so far, whichever is longer,
-        so a slow but healthy model finishes its frame.
-        """
+    def submit(self, tensors: Sequence[Any]) -> None:
+        """Start one inference (the previous one must have been collected); returns at once."""
         self._done.clear()
         self._requests.put(list(tensors))
-        t0 = time.monotonic()
+
+    def collect(self, should_stop: Callable[[], bool]) -> Any:
+        """The outputs of the submitted inference; raises ``InferenceStuck`` if a stop outlasts the grace period.
+
+        The grace period is ``grace_s`` or twice the slowest inference so far, whichever is longer,
+        so a slow but healthy model finishes its frame. ``last_ms`` is then its own duration.
+        """
         stop_seen: float | None = None
         while not self._done.wait(_SLICE_S):
             if stop_seen is None and should_stop():
@@ -69,10 +74,15 @@ class InferenceWorker:
                 if time.monotonic() - stop_seen >= grace:
                     self.stuck = True
                     raise InferenceStuck(grace)
-        self.slowest_s = max(self.slowest_s, time.monotonic() - t0)
+        self.slowest_s = max(self.slowest_s, self.last_ms / 1e3)
         if self._error is not None:
             raise self._error
         return self._result
+
+    def infer(self, tensors: Sequence[Any], should_stop: Callable[[], bool]) -> Any:
+        """``submit`` then ``collect``: one inference, waited for."""
+        self.submit(tensors)
+        return self.collect(should_stop)
 
     def close(self) -> None:
         """End the thread (a stuck one is left to die with the process: it is a daemon)."""
