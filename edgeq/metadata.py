@@ -98,7 +98,8 @@ class EdgeqMetadata:
         )
 
 
-RUNTIME_KEYS = ("delegate", "num_threads", "options", "p50_ms", "tuned_on")
+RUNTIME_KEYS = ("delegate", "num_threads", "options", "p50_ms", "tuned_on", "pipeline_threads", "pipeline_instances",
+                "pipeline_fps")
 _OPTION_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_")
 # Options a model file may never set: they name native libraries (the gpu delegate's library=PATH).
 _RUNTIME_FORBIDDEN_OPTIONS = ("library",)
@@ -127,9 +128,14 @@ def _runtime(value: Any) -> dict[str, Any]:
     threads = value.get("num_threads")
     if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
         raise ValueError(f"runtime num_threads must be a positive integer or null, got {threads!r:.40}")
-    p50 = value.get("p50_ms")
-    if p50 is not None and (not isinstance(p50, (int, float)) or isinstance(p50, bool)):
-        raise ValueError(f"runtime p50_ms must be a number, got {p50!r:.40}")
+    for key in ("pipeline_threads", "pipeline_instances"):  # the layout `edgeq run` uses (edgeq tune --pipeline)
+        n = value.get(key)
+        if n is not None and (not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= 1024):
+            raise ValueError(f"runtime {key} must be a positive integer (at most 1024) or null, got {n!r:.40}")
+    for key in ("p50_ms", "pipeline_fps"):
+        number = value.get(key)
+        if number is not None and (not isinstance(number, (int, float)) or isinstance(number, bool)):
+            raise ValueError(f"runtime {key} must be a number, got {number!r:.40}")
     out = {**value, "delegate": delegate, "tuned_on": _text("runtime tuned_on", value.get("tuned_on", ""))}
     if "options" in value:
         out["options"] = _runtime_options(value["options"])

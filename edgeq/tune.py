@@ -80,6 +80,7 @@ class TuneResult:
     runtime: dict[str, Any]                # what is (with output) or would be embedded: delegate, num_threads,
     #                                        options (if any), p50_ms, tuned_on
     output: str | None = None
+    pipeline: Any = None                   # the pipeline layout trial (pipeline.ThreadChoice) when a source was given
 
     @property
     def winner(self) -> TuneCandidate:
@@ -89,13 +90,15 @@ class TuneResult:
         return {"model": self.model, "winner": self.winner.to_dict(), "runtime": self.runtime,
                 "output": self.output, "ranked": [c.to_dict() for c in self.ranked],
                 "failed": [c.to_dict() for c in self.failed],
-                "skipped": [{"what": w, "why": y} for w, y in self.skipped]}
+                "skipped": [{"what": w, "why": y} for w, y in self.skipped],
+                "pipeline": None if self.pipeline is None else self.pipeline.to_dict()}
 
 
 def tune(model: str | os.PathLike, *, threads: Sequence[int] | None = None, delegates: Sequence[str] | None = None,
          runs: int = 50, warmup: int = 5, output: str | os.PathLike | None = None, force: bool = False,
          prune: bool = True, timeout: float = 600.0, progress: Callable[[TuneCandidate], None] | None = None,
-         search_options: bool = True, confirm: int = 3) -> TuneResult:
+         search_options: bool = True, confirm: int = 3, pipeline: str | None = None,
+         pipeline_frames: int = 90) -> TuneResult:
     """Measure delegate x options x threads candidates of ``model`` on this machine; rank by p50; embed the winner.
 
     ``threads``: the counts to try (default 1..cpu_count). ``delegates``: the ones to measure (default:
@@ -103,9 +106,11 @@ def tune(model: str | os.PathLike, *, threads: Sequence[int] | None = None, dele
     also each delegate's option variants (its registered ``tune_variants``). ``prune``: the short search
     (module doc); False measures every combination. ``confirm``: the fastest that many are measured once
     more, interleaved, and keep their better run (other processes on the machine only ever add time),
-    so one disturbed run neither crowns nor sinks a leader; 0: no second look. ``output``: a new .tflite
-    with the winner (delegate, threads, options) in its metadata (``edgeq.load`` then uses it); None:
-    report only.
+    so one disturbed run neither crowns nor sinks a leader; 0: no second look. ``pipeline``: a source
+    (video, image folder, camera, synthetic://) on which the winner's every-frame pipeline layout
+    (threads x instances) is measured too, for ``edgeq run`` (``tune_pipeline``). ``output``: a new
+    .tflite with the winner (delegate, threads, options, pipeline layout) in its metadata
+    (``edgeq.load`` / ``edgeq run`` then use it); None: report only.
     """
     model = str(model)
     thread_list = _thread_list(threads)
@@ -133,11 +138,16 @@ def tune(model: str | os.PathLike, *, threads: Sequence[int] | None = None, dele
     runtime = {"delegate": best.delegate, "num_threads": best.threads, "p50_ms": round(float(best.p50_ms), 4),
                "tuned_on": f"{platform.machine()} {os.cpu_count()} cores",
                **({"options": dict(best.options)} if best.options else {})}
+    choice = None
+    if pipeline is not None:
+        from .tune_pipeline import tune_pipeline
+
+        choice, runtime = tune_pipeline(model, pipeline, runtime, frames=pipeline_frames)
     if output is not None:
         meta = dataclasses.replace(read_metadata(mf), runtime=runtime)
         write_bytes_atomic(output, with_edgeq_metadata(data, meta), exclusive=not force)
     return TuneResult(model=model, ranked=ranked, failed=failed, skipped=tuple(search.skipped), runtime=runtime,
-                      output=None if output is None else str(output))
+                      output=None if output is None else str(output), pipeline=choice)
 
 
 def _thread_list(threads: Sequence[int] | None) -> list[int]:
@@ -315,6 +325,8 @@ def format_table(result: TuneResult) -> str:
                      + (f"  (best of {c.measurements})" if c.measurements > 1 else ""))
     lines += [f"   - {c.label:<{w}} {c.threads or '-':>3}  error: {c.error}" for c in result.failed]
     lines += [f"skipped {what}: {why}" for what, why in result.skipped]
+    if result.pipeline is not None:
+        lines.append("pipeline: " + result.pipeline.summary().replace("--threads auto chose", "edgeq run gets", 1))
     win = result.winner
     lines.append(f"winner: {win.label} with {win.threads or 'default'} thread(s), p50 {win.p50_ms:.3f} ms"
                  + (f" -> written into {pathlib.Path(result.output).name}'s metadata (edgeq.load uses it)"

@@ -287,3 +287,37 @@ def test_bench_uses_the_tuned_config_by_default_and_explicit_arguments_override_
                  "--threads", "1"])
     out = capsys.readouterr()
     assert code == 0 and "tuned:" not in out.out and "*" not in out.out and " cpu " in out.out
+
+
+def test_pipeline_layout_is_measured_on_the_source_embedded_and_used_by_run(tmp_path, capsys):
+    """tune --pipeline: the winner's every-frame pipeline layout on a real source goes into the metadata,
+    and `edgeq run` without --threads uses it (with --threads, the caller's count wins)."""
+    out = tmp_path / "tuned.tflite"
+    res = tune_mod.tune(INT8, threads=[1], delegates=["xnnpack"], runs=2, warmup=0, confirm=0, search_options=False,
+                        pipeline="synthetic://64x48@30", pipeline_frames=12, output=out)
+    layouts = {(t.threads, t.instances) for t in res.pipeline.trials}
+    assert (1, 1) in layouts and all(t.frames == 12 for t in res.pipeline.trials if t.fps is not None)
+    runtime = read_metadata(out.read_bytes()).runtime
+    chosen = (runtime["pipeline_threads"], runtime["pipeline_instances"])
+    assert chosen == (res.pipeline.threads, res.pipeline.instances) and chosen in layouts
+    assert runtime["pipeline_fps"] > 0 and runtime["num_threads"] == 1
+    assert "pipeline: edgeq run gets" in tune_mod.format_table(res)
+    assert json.loads(json.dumps(res.to_dict()))["pipeline"]["threads"] == chosen[0]
+    report = tmp_path / "run.json"
+    capsys.readouterr()
+    assert main(["run", str(out), "-s", "synthetic://64x48@30", "--max-frames", "6", "--json", str(report)]) == 0
+    assert "tuned for the pipeline" in capsys.readouterr().err
+    got = json.loads(report.read_text())
+    assert (got["threads"], got["instances"]) == chosen
+    assert main(["run", str(out), "-s", "synthetic://64x48@30", "--max-frames", "6", "--threads", "1",
+                 "--json", str(report), "--force"]) == 0
+    assert "tuned for the pipeline" not in capsys.readouterr().err
+    got = json.loads(report.read_text())
+    assert (got["threads"], got["instances"]) == (1, 1)
+
+
+def test_pipeline_layout_in_metadata_is_validated():
+    meta = read_metadata(INT8.read_bytes())
+    for bad in ({"pipeline_threads": 0}, {"pipeline_instances": "2"}, {"pipeline_fps": "fast"}):
+        with pytest.raises(ValueError, match="runtime pipeline_"):
+            type(meta).from_dict({**meta.to_dict(), "runtime": {"delegate": "xnnpack", **bad}})

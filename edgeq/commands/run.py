@@ -105,6 +105,23 @@ def _choose_threads(ctx, load_model, source: str, source_options, options, insta
     return choice
 
 
+def _tuned_layout(ctx, model: str, delegate: str | None) -> tuple[int | None, int | None]:
+    """The pipeline layout ``edgeq tune --pipeline`` stored, when the run uses the tuned delegate."""
+    from ..metadata import read_metadata
+    from ..tflite_format import load_model_file
+
+    meta = read_metadata(load_model_file(model)[1])
+    runtime = meta.runtime if meta is not None else {}
+    threads = runtime.get("pipeline_threads")
+    if not threads or (delegate is not None and delegate != runtime.get("delegate")):
+        return None, None
+    instances = runtime.get("pipeline_instances") or 1
+    ctx.info(f"threads: {threads}" + (f" x {instances} instances" if instances > 1 else "")
+             + f", tuned for the pipeline by edgeq tune ({runtime.get('pipeline_fps', '?')} FPS there); "
+             "--threads/--instances override it")
+    return threads, instances
+
+
 def _check_image_input(model: str, inputs) -> None:
     """edgeq run feeds one camera frame per inference: refuse other models before loading them."""
     shape = tuple(inputs[0].shape) if inputs else ()
@@ -209,6 +226,8 @@ def command(ctx, model, source, mode, delegate, delegate_option, threads, instan
 
     load_model = _model_loader(ctx, model, delegate, pre_opts, parse_delegate_options(delegate_option))
     choice = None
+    if threads is None and instances is None:
+        threads, instances = _tuned_layout(ctx, model, delegate)
     if threads == "auto":
         choice = _choose_threads(ctx, load_model, source, source_options, options, instances)
         threads, instances = choice.threads, choice.instances
