@@ -88,10 +88,20 @@ def _model_loader(ctx, model: str, delegate: str | None, pre_opts: dict, delegat
                                 **delegate_options)
 
 
-def _choose_threads(ctx, load_model, source: str, source_options, options, instances: int | None):
+def _layout(ctx, load_model, model: str, delegate: str | None, threads, instances: int | None, new_source, options):
+    """(threads, instances, auto choice): --threads auto measures; none given takes edgeq tune's pipeline layout."""
+    if threads == "auto":
+        choice = _choose_threads(ctx, load_model, new_source, options, instances)
+        return choice.threads, choice.instances, choice
+    if threads is None and instances is None:
+        return (*_tuned_layout(ctx, model, delegate), None)
+    return threads, instances, None
+
+
+def _choose_threads(ctx, load_model, new_source, options, instances: int | None):
     """--threads auto: a short every-frame trial of each count 1..cores (and of 2..cores single-threaded
     instances, unless --instances fixes their number) on the real source."""
-    from ..pipeline import available_cores, choose_pipeline_threads, open_source
+    from ..pipeline import available_cores, choose_pipeline_threads
 
     cores = available_cores()
     candidates = None if instances is None else [(t, instances) for t in range(1, cores + 1)]
@@ -99,7 +109,7 @@ def _choose_threads(ctx, load_model, source: str, source_options, options, insta
              + (f" and {'2..' if cores > 2 else ''}{cores} single-threaded instances"
                 if instances is None and cores > 1 else "")
              + " on the first frames of the source ...")
-    choice = choose_pipeline_threads(load_model, lambda: open_source(source, source_options), candidates,
+    choice = choose_pipeline_threads(load_model, new_source, candidates,
                                      options=options)
     ctx.info(choice.summary())
     return choice
@@ -225,12 +235,8 @@ def command(ctx, model, source, mode, delegate, delegate_option, threads, instan
         sinks.append(JsonLinesSink(jsonl, overwrite=force))
 
     load_model = _model_loader(ctx, model, delegate, pre_opts, parse_delegate_options(delegate_option))
-    choice = None
-    if threads is None and instances is None:
-        threads, instances = _tuned_layout(ctx, model, delegate)
-    if threads == "auto":
-        choice = _choose_threads(ctx, load_model, source, source_options, options, instances)
-        threads, instances = choice.threads, choice.instances
+    threads, instances, choice = _layout(ctx, load_model, model, delegate, threads, instances,
+                                         lambda: open_source(source, source_options), options)
     with contextlib.ExitStack() as stack:
         m, *replicas = [stack.enter_context(load_model(threads)) for _ in range(instances or 1)]
         report_delegate(ctx, m.delegate_report)
