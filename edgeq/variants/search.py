@@ -106,11 +106,7 @@ def tune_variants(model: Any, calibration: Any = None, output: str | os.PathLike
         if data is not None:
             measured, reference_top1, samples = _judge_accuracy(measured, search.built, data, builder,
                                                                 max_accuracy_drop, notes, say)
-        winner = next((o for o in measured if o.accuracy in (WITHIN, "")), None)
-        if winner is None:
-            raise EdgeqError(f"no variant of {desc} is within {max_accuracy_drop:g} points: "
-                             + ", ".join(f"{o.name} {o.accuracy_drop:+.2f}" for o in measured
-                                         if o.accuracy_drop is not None))
+        winner = _winner(measured, desc, max_accuracy_drop)
         runtime = dict(winner.runtime.runtime)
         if output is not None:
             _write_winner(search.built[winner.name].path, runtime, output, force)
@@ -120,6 +116,16 @@ def tune_variants(model: Any, calibration: Any = None, output: str | os.PathLike
     return VariantTuneResult(desc, (*measured, *rest), winner.name, runtime,
                              None if output is None else str(output), max_accuracy_drop if data else None, samples,
                              reference_top1, timings, tuple(dict.fromkeys(notes)))
+
+
+def _winner(measured: list[VariantOutcome], desc: str, max_drop: float | None) -> VariantOutcome:
+    """The fastest measured variant within the budget (without a budget: the fastest)."""
+    winner = next((o for o in measured if o.accuracy in (WITHIN, "")), None)
+    if winner is None:
+        raise EdgeqError(f"no variant of {desc} is within {max_drop:g} points: "
+                         + ", ".join(f"{o.name} {o.accuracy_drop:+.2f}" for o in measured
+                                     if o.accuracy_drop is not None))
+    return winner
 
 
 def _budget_data(eval_data: Any, max_drop: float | None, limit: int | None, seed: int) -> Any:
