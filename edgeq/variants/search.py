@@ -177,22 +177,24 @@ class _SpeedSearch:
         if isinstance(pruned, VariantOutcome):
             self.outcomes.append(dataclasses.replace(pruned, **base))
             return
+        if not self.narrowed:  # the first variant: a quick look at every delegate, then only the contenders
+            threads = [max(self.threads)] if self.threads else [os.cpu_count() or 1]
+            probe, error = self._tune(built.path, threads, self.delegates, self.quick_runs or 1, QUICK_WARMUP)
+            if probe is not None:
+                self._narrow_delegates(spec.name, probe)
         result, error = self._tune(built.path, self.threads, self.delegates, self.runs, self.warmup)
         if result is None:
             self.outcomes.append(VariantOutcome(state=FAILED, reason=error, **base))
             return
-        self._narrow_delegates(spec.name, result)
         self.outcomes.append(VariantOutcome(state=MEASURED, runtime=result, **base))
         admissible = not self.with_accuracy or spec.recipe.name == "float32"
         if admissible and (self.bound is None or result.winner.p50_ms < self.bound[1].p50_ms):
             self.bound = (spec.name, result.winner)
 
     def _narrow_delegates(self, name: str, result: TuneResult) -> None:
-        """After the first search (which probed every registered delegate), later variants search only the
+        """After a quick look at every delegate on the first variant, the runtime searches cover only the
         delegates that ran and came within DELEGATE_SPAN x of the best: a variant changes the arithmetic of
         one network, not which engine is an order of magnitude faster for it."""
-        if self.delegates is not None and self.narrowed:
-            return
         self.narrowed = True
         self.notes += [f"runtime search: skipped {w}: {y}" for w, y in result.skipped if "threads" not in w]
         best: dict[str, float] = {}
@@ -204,26 +206,34 @@ class _SpeedSearch:
             if d not in keep:
                 why = (f"its best p50 on {name} was {best[d]:.3f} ms, over {DELEGATE_SPAN:g}x the best "
                        f"{fastest:.3f} ms" if d in best else f"it did not run on {name}")
-                self.notes.append(f"delegate {d} measured on {name} only: {why}")
+                self.notes.append(f"delegate {d} not searched: a quick timing on {name}: {why}")
         self.delegates = keep
 
     def _quick_check(self, built: BuiltVariant) -> VariantOutcome | None:
-        """A few runs on the best admissible variant's configuration: pruned when already clearly slower."""
+        """A few runs on the best admissible variant's configuration: pruned when clearly slower. A shared
+        machine's load comes and goes, so a verdict of "slower" is confirmed side by side: the bound and the
+        candidate timed again back to back, and the candidate is pruned only if it is still slower."""
         if self.bound is None or self.quick_runs == 0:
             return None
         name, best = self.bound
         threads = [best.threads] if best.threads else [os.cpu_count() or 1]
         runs = min(max(self.quick_runs, math.ceil(QUICK_MIN_MS / max(best.p50_ms, 1e-3))), max(self.runs,
                                                                                                self.quick_runs))
-        quick, error = self._tune(built.path, threads, [best.delegate], runs, QUICK_WARMUP)
-        if quick is None:
-            return VariantOutcome(built.spec.name, {}, FAILED, error)
-        q = quick.winner.p50_ms
-        if q <= best.p50_ms * PRUNE_MARGIN:
+        timings: list[float] = []
+        for path in (built.path, self.built[name].path, built.path):
+            quick, error = self._tune(path, threads, [best.delegate], runs, QUICK_WARMUP)
+            if quick is None:
+                return VariantOutcome(built.spec.name, {}, FAILED, error) if path == built.path else None
+            timings.append(quick.winner.p50_ms)
+            if len(timings) == 1 and timings[0] <= best.p50_ms * PRUNE_MARGIN:
+                return None
+        q, ref = min(timings[0], timings[2]), timings[1]
+        if q <= ref * PRUNE_MARGIN:
+            self.say(f"{built.spec.name}: not pruned: side by side {q:.3f} ms vs {ref:.3f} ms")
             return None
         who = "the float32 reference (within any budget)" if self.with_accuracy else name
-        reason = (f"a {runs}-run timing on {best.delegate}/{threads[0]} threads gave p50 {q:.3f} ms, "
-                  f"over {PRUNE_MARGIN:g}x the {best.p50_ms:.3f} ms of {who}")
+        reason = (f"{runs}-run timings on {best.delegate}/{threads[0]} threads, side by side: p50 {q:.3f} ms, over "
+                  f"{PRUNE_MARGIN:g}x the {ref:.3f} ms of {who}")
         self.say(f"{built.spec.name}: pruned: {reason}")
         return VariantOutcome(built.spec.name, {}, PRUNED, reason, quick_p50_ms=q)
 
