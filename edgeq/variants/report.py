@@ -25,6 +25,7 @@ class VariantOutcome:
     size_bytes: int = 0
     runtime: TuneResult | None = None           # the runtime search of this variant's file (measured)
     quick_p50_ms: float | None = None           # the quick timing that pruned it (pruned)
+    side_by_side_ms: float | None = None        # best p50 when the fastest variants were re-timed side by side
     accuracy_drop: float | None = None          # top-1 points vs the float model (evaluated)
     accuracy: str = ""                          # within budget | over budget | not evaluated ... | ""
     build_s: float = 0.0
@@ -41,14 +42,15 @@ class VariantOutcome:
         return {"name": self.name, "recipe": self.recipe, "state": self.state, "reason": self.reason,
                 "size_bytes": self.size_bytes, "best": self.best.to_dict() if self.best else None,
                 "runtime_search": self.runtime.to_dict() if self.runtime is not None else None,
-                "quick_p50_ms": self.quick_p50_ms, "accuracy_drop": self.accuracy_drop, "accuracy": self.accuracy,
+                "quick_p50_ms": self.quick_p50_ms, "side_by_side_ms": self.side_by_side_ms,
+                "accuracy_drop": self.accuracy_drop, "accuracy": self.accuracy,
                 "build_s": round(self.build_s, 3)}
 
 
 @dataclasses.dataclass(frozen=True)
 class VariantTuneResult:
-    """Every variant (measured ones ranked by their best p50, fastest first, then the others), the winner
-    and the runtime configuration written into its metadata."""
+    """Every variant (measured ones ranked fastest first, the fastest few re-timed side by side; then the
+    others), the winner and the runtime configuration written into its metadata."""
 
     model: str
     variants: tuple[VariantOutcome, ...]
@@ -85,16 +87,20 @@ def _drop(v: VariantOutcome) -> str:
 def format_table(result: VariantTuneResult) -> str:
     """The ranked table (one row per measured variant, its best runtime configuration), then the
     variants not measured and why, notes, and the winner."""
-    head = (f"{'rank':>4} {'variant':<26} {'delegate':<10} {'thr':>3} {'p50 ms':>9} {'p99 ms':>9} {'init ms':>8} "
-            f"{'size KB':>8} {'drop pt':>8}  accuracy")
+    head = (f"{'rank':>4} {'variant':<26} {'delegate':<10} {'thr':>3} {'p50 ms':>9} {'sxs ms':>8} {'p99 ms':>9} "
+            f"{'init ms':>8} {'size KB':>8} {'drop pt':>8}  accuracy")
     lines = [head, "-" * len(head)]
     for i, v in enumerate(result.ranked, 1):
         b = v.best
-        lines.append(f"{i:>4} {v.name:<26} {b.delegate:<10} {b.threads or '-':>3} {b.p50_ms:9.3f} {b.p99_ms:9.3f} "
-                     f"{b.init_ms:8.1f} {v.size_bytes / 1024:8.1f} {_drop(v):>8}  {v.accuracy}")
+        sxs = f"{v.side_by_side_ms:8.3f}" if v.side_by_side_ms is not None else f"{'-':>8}"
+        lines.append(f"{i:>4} {v.name:<26} {b.delegate:<10} {b.threads or '-':>3} {b.p50_ms:9.3f} {sxs} "
+                     f"{b.p99_ms:9.3f} {b.init_ms:8.1f} {v.size_bytes / 1024:8.1f} {_drop(v):>8}  {v.accuracy}")
     for v in result.variants:
         if v.state != MEASURED:
             lines.append(f"   - {v.name:<26} {v.state}: {v.reason}")
+    if any(v.side_by_side_ms is not None for v in result.ranked):
+        lines.append("sxs: the fastest variants re-timed side by side (interleaved rounds, best p50); they are "
+                     "ranked by it")
     lines += [f"note: {n}" for n in result.notes]
     if result.max_accuracy_drop is not None and result.reference_top1 is not None:
         lines.append(f"accuracy: top-1 drop vs the float model on {result.eval_samples} samples (float top-1 "

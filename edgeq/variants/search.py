@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 PRUNE_MARGIN = 1.25   # a quick timing this much slower than the best admissible variant ends a variant's search
 QUICK_RUNS, QUICK_WARMUP = 8, 2
 QUICK_MIN_MS = 50.0   # a quick timing spans at least this much of the bound's latency (tiny models: more runs)
+CONFIRM_TOP, CONFIRM_ROUNDS = 3, 2   # the fastest variants re-timed side by side before the ranking is final
 DELEGATE_SPAN = 3.0   # delegates slower than this x the best on the first variant are not searched on the others
 QUANTIZED_TYPES = frozenset({"INT8", "UINT8", "INT16", "INT4"})
 
@@ -101,6 +102,7 @@ def tune_variants(model: Any, calibration: Any = None, output: str | os.PathLike
         if not measured:
             raise EdgeqError(f"no variant of {desc} could be measured: "
                              + "; ".join(f"{o.name}: {o.reason}" for o in search.outcomes[:3]))
+        measured = search.confirm(measured)
         notes = [*builder.notes, *search.notes]
         reference_top1, samples = None, 0
         if data is not None:
@@ -190,6 +192,26 @@ class _SpeedSearch:
         admissible = not self.with_accuracy or spec.recipe.name == "float32"
         if admissible and (self.bound is None or result.winner.p50_ms < self.bound[1].p50_ms):
             self.bound = (spec.name, result.winner)
+
+    def confirm(self, measured: list[VariantOutcome]) -> list[VariantOutcome]:
+        """The CONFIRM_TOP fastest variants timed again side by side (CONFIRM_ROUNDS interleaved rounds, each
+        variant on its best configuration) and ordered by their best side-by-side p50: the runtime searches
+        ran minutes apart, and a shared machine's load moves more than the gaps between close variants."""
+        top = measured[:CONFIRM_TOP]
+        if len(top) < 2:
+            return measured
+        seen: dict[str, list[float]] = {o.name: [] for o in top}
+        for _ in range(CONFIRM_ROUNDS):
+            for o in top:
+                b = o.best
+                r, _error = self._tune(self.built[o.name].path, [b.threads] if b.threads else None, [b.delegate],
+                                       self.runs, self.warmup)
+                if r is not None:
+                    seen[o.name].append(r.winner.p50_ms)
+        top = [dataclasses.replace(o, side_by_side_ms=min(seen[o.name])) if seen[o.name] else o for o in top]
+        top.sort(key=lambda o: o.side_by_side_ms if o.side_by_side_ms is not None else o.p50_ms)
+        self.say("side by side: " + ", ".join(f"{o.name} {o.side_by_side_ms or o.p50_ms:.3f} ms" for o in top))
+        return top + measured[CONFIRM_TOP:]
 
     def _narrow_delegates(self, name: str, result: TuneResult) -> None:
         """After a quick look at every delegate on the first variant, the runtime searches cover only the
