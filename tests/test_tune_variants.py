@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import pathlib
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -20,7 +21,7 @@ from edgeq.metadata import read_metadata
 from edgeq.tflite_format import load_model_file
 from edgeq.tune import TuneCandidate, TuneResult
 from edgeq.variants import NEEDS_EVAL, format_table, search
-from edgeq.variants.report import MEASURED, NOT_EVALUATED, OVER, PRUNED, SKIPPED, WITHIN
+from edgeq.variants.report import MEASURED, NOT_EVALUATED, OVER, PRUNED, SKIPPED, WITHIN, VariantOutcome
 
 pytestmark = pytest.mark.convert
 FASHION = "/usr/share/datasets/fashion-mnist"
@@ -33,11 +34,11 @@ P50 = {"int8_per_tensor_float_io": 0.010, "int8_per_tensor": 0.012, "int8_per_te
        "dynamic": 0.5, "int16x8": 2.0}
 
 
-def _fake_tune(calls: list):
+def _fake_tune(calls: list, table: dict | None = None):
     def fake(model, *, threads=None, delegates=None, runs=50, warmup=5, output=None, prune=True, progress=None):
         stem = pathlib.Path(model).stem
         calls.append((stem, warmup))
-        ms = P50[stem]
+        ms = (table or P50)[stem]
         c = TuneCandidate("xnnpack", 1, ms, ms * 1.5, 1.0, pathlib.Path(model).stat().st_size)
         return TuneResult(str(model), (c,), (), (), {"delegate": "xnnpack", "num_threads": 1, "p50_ms": ms,
                                                      "tuned_on": "test"})
@@ -248,3 +249,31 @@ def test_a_float_tflite_source_goes_through_ai_edge_quantizer(tmp_path):
     assert res.winner.name == "int8 per-tensor float-io" and res.winner.accuracy == WITHIN  # the fastest in P50
     assert _io(out) == ("FLOAT32", "FLOAT32") and set(_weight_scales(out)) == {1}
     assert read_metadata(out.read_bytes()).recipe["name"] == "int8"
+
+
+def test_float32_wins_a_side_by_side_tie_and_a_real_gap_reorders(monkeypatch, tmp_path):
+    table = {"float16": 0.0300, "float32": 0.0305, "int8": 0.0290, "dynamic": 0.05}
+    fake = _fake_tune([], table)
+    monkeypatch.setattr(search, "tune", fake)
+    files = {}
+    for name in table:
+        (tmp_path / f"{name}.tflite").write_bytes(INT8.read_bytes())
+        files[name] = SimpleNamespace(path=tmp_path / f"{name}.tflite")
+    s = search._SpeedSearch(None, None, None, 5, 1, 8, True, lambda msg: None)
+    s.built = files
+    # the runtime searches (minutes apart) saw another order; side by side float32 ties float16 and int8
+    seen = {"dynamic": 0.001, "float16": 0.002, "int8": 0.003, "float32": 0.004}
+    measured = [VariantOutcome(n, {}, MEASURED, runtime=dataclasses_replace_p50(fake(files[n].path), ms))
+                for n, ms in seen.items()]
+    out = s.confirm(measured)
+    assert [o.name for o in out] == ["int8", "float16", "dynamic", "float32"]   # the top 3 reordered side by side
+    assert out[-1].side_by_side_ms is None                                        # float32 was not in the top 3
+    out = s.confirm([o for o in measured if o.name != "dynamic"])
+    assert [o.name for o in out] == ["float32", "int8", "float16"] and "tie" in s.notes[-1]
+    assert [o.side_by_side_ms for o in out] == [0.0305, 0.0290, 0.0300]
+
+
+def dataclasses_replace_p50(result: TuneResult, ms: float) -> TuneResult:
+    import dataclasses
+
+    return dataclasses.replace(result, ranked=(dataclasses.replace(result.ranked[0], p50_ms=ms),))

@@ -50,6 +50,7 @@ PRUNE_MARGIN = 1.25   # a quick timing this much slower than the best admissible
 QUICK_RUNS, QUICK_WARMUP = 8, 2
 QUICK_MIN_MS = 50.0   # a quick timing spans at least this much of the bound's latency (tiny models: more runs)
 CONFIRM_TOP, CONFIRM_ROUNDS = 3, 2   # the fastest variants re-timed side by side before the ranking is final
+TIE_GAIN = 0.03   # side by side, a variant must be more than 3 % faster than float32 to rank before it
 DELEGATE_SPAN = 3.0   # delegates slower than this x the best on the first variant are not searched on the others
 QUANTIZED_TYPES = frozenset({"INT8", "UINT8", "INT16", "INT4"})
 
@@ -118,6 +119,10 @@ def tune_variants(model: Any, calibration: Any = None, output: str | os.PathLike
     return VariantTuneResult(desc, (*measured, *rest), winner.name, runtime,
                              None if output is None else str(output), max_accuracy_drop if data else None, samples,
                              reference_top1, timings, tuple(dict.fromkeys(notes)))
+
+
+def _sxs(o: VariantOutcome) -> float:
+    return o.side_by_side_ms if o.side_by_side_ms is not None else o.p50_ms
 
 
 def _winner(measured: list[VariantOutcome], desc: str, max_drop: float | None) -> VariantOutcome:
@@ -209,7 +214,13 @@ class _SpeedSearch:
                 if r is not None:
                     seen[o.name].append(r.winner.p50_ms)
         top = [dataclasses.replace(o, side_by_side_ms=min(seen[o.name])) if seen[o.name] else o for o in top]
-        top.sort(key=lambda o: o.side_by_side_ms if o.side_by_side_ms is not None else o.p50_ms)
+        top.sort(key=_sxs)
+        ref = next((o for o in top if o.name == "float32"), None)
+        if ref is not None and ref is not top[0] and _sxs(ref) <= _sxs(top[0]) * (1.0 + TIE_GAIN):
+            top.remove(ref)
+            top.insert(0, ref)
+            self.notes.append(f"float32 is within {TIE_GAIN:.0%} of {top[1].name} side by side (a tie on a shared "
+                              "machine): ranked first, as it loses no accuracy")
         self.say("side by side: " + ", ".join(f"{o.name} {o.side_by_side_ms or o.p50_ms:.3f} ms" for o in top))
         return top + measured[CONFIRM_TOP:]
 
