@@ -10,8 +10,8 @@ from ..tune import TuneCandidate, TuneResult
 # Variant states: measured and ranked, or why not.
 MEASURED, PRUNED, SKIPPED, FAILED = "measured", "pruned", "skipped", "failed"
 # Accuracy verdicts of measured variants.
-WITHIN, OVER, NOT_EVALUATED, NOT_NEEDED = ("within budget", "over budget", "not evaluated: slower than the winner",
-                                           "not needed: same arithmetic as int8")
+WITHIN, OVER, NOT_EVALUATED = "within budget", "over budget", "not evaluated: slower than the winner"
+NOT_MEASURABLE = "accuracy not measurable"
 
 
 @dataclasses.dataclass(frozen=True)

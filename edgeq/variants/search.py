@@ -35,6 +35,7 @@ from .report import (
     FAILED,
     MEASURED,
     NOT_EVALUATED,
+    NOT_MEASURABLE,
     OVER,
     PRUNED,
     SKIPPED,
@@ -88,8 +89,8 @@ def tune_variants(model: Any, calibration: Any = None, output: str | os.PathLike
     data = _budget_data(eval_data, max_accuracy_drop, eval_limit, seed)
     if runs < 1 or warmup < 0 or quick_runs < 0:
         raise UsageError(f"runs must be >= 1, warmup and quick_runs >= 0; got {runs}, {warmup}, {quick_runs}")
-    check_outputs([model if kind != "keras_model" else None], force=force,
-                  created={"output": output} if output is not None else None)
+    inputs = [x if isinstance(x, (str, os.PathLike)) else None for x in (model, calibration, eval_data, labels)]
+    check_outputs(inputs, force=force, created={"output": output} if output is not None else None)
     specs, skipped = plan_variants(kind, data is not None)
     with private_tempdir("tune") as work:
         plan = plan_conversion(model, calibration, pathlib.Path(work) / "plan.tflite", recipe="int8", labels=labels,
@@ -305,7 +306,12 @@ def _judge_accuracy(measured: list[VariantOutcome], built: dict[str, BuiltVarian
         if found:
             out.append(dataclasses.replace(o, accuracy=NOT_EVALUATED))
             continue
-        drop = 0.0 if o.name == "float32" else scorer.score(built[o.name].path.read_bytes()).drop
+        try:
+            drop = 0.0 if o.name == "float32" else scorer.score(built[o.name].path.read_bytes()).drop
+        except EdgeqError as exc:  # e.g. an int16 input without quantization parameters to map pixels to
+            say(f"{o.name}: cannot be evaluated: {exc}")
+            out.append(dataclasses.replace(o, accuracy=f"{NOT_MEASURABLE}: {exc}"))
+            continue
         found = drop <= max_drop
         say(f"{o.name}: top-1 drop {drop:+.2f} points -> {'within' if found else 'over'} the budget")
         out.append(dataclasses.replace(o, accuracy_drop=round(drop, 4), accuracy=WITHIN if found else OVER,
