@@ -225,6 +225,12 @@ def test_bad_options_are_usage_errors_before_any_work(kwargs, match):
         edgeq.tune_variants(str(BUNDLED_KERAS), **kwargs)
 
 
+def test_cli_float_source_without_calibration_is_one_clear_line(capsys):
+    assert main(["tune", str(BUNDLED_KERAS)]) != 0
+    err = capsys.readouterr().err
+    assert "give calibration data (-c/--calibration" in err and "Traceback" not in err
+
+
 def test_a_quantized_tflite_is_tuned_as_before_and_refuses_variant_options(tmp_path, capsys):
     with pytest.raises(UsageError, match="already quantized"):
         edgeq.tune_variants(str(INT8), str(CALIBRATION_DIR))

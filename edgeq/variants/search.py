@@ -74,8 +74,10 @@ def tune_variants(model: Any, calibration: Any = None, output: str | os.PathLike
     .tflite) by measurement here: I/O types always; per-tensor weights and the int16x8/float16/dynamic/
     float32 recipes when ``eval_data`` (labelled) and ``max_accuracy_drop`` (top-1 points) are given.
 
-    threads/delegates/runs/warmup/prune: the runtime search of each variant (``edgeq.tune``). output: the
-    winner, with its runtime configuration in the metadata; None: report only. info: one line per step.
+    threads/delegates/runs/warmup/prune: the runtime search of each variant (``edgeq.tune``). quick_runs:
+    the least runs of the quick timing that can prune a variant (0: no pruning). eval_limit: evaluate on a
+    random subset. output: the winner, with its runtime configuration in the metadata; None: report only.
+    info: one line per step (a search takes minutes).
     """
     started = time.perf_counter()
     say = info or log.info
@@ -96,8 +98,8 @@ def tune_variants(model: Any, calibration: Any = None, output: str | os.PathLike
         plan = plan_conversion(model, calibration, pathlib.Path(work) / "plan.tflite", recipe="int8", labels=labels,
                                num_samples=num_samples, seed=seed, save_recipe=False)
         with variant_builder(model, plan, preprocess, preprocess_options, quiet) as builder:
-            search = _SpeedSearch(builder, threads, delegates, runs, warmup, quick_runs, data is not None, say)
-            search.prune = prune
+            search = _SpeedSearch(builder, threads, delegates, runs, warmup, quick_runs, data is not None, say,
+                                  prune=prune)
             for spec in specs:
                 search.visit(spec)
         measured = sorted((o for o in search.outcomes if o.state == MEASURED), key=lambda o: o.p50_ms)
@@ -117,9 +119,9 @@ def tune_variants(model: Any, calibration: Any = None, output: str | os.PathLike
     rest = [o for o in search.outcomes if o.state != MEASURED]
     rest += [VariantOutcome(name, {}, SKIPPED, why) for name, why in skipped]
     timings = {**builder.timings, "total_s": round(time.perf_counter() - started, 3)}
-    return VariantTuneResult(desc, (*measured, *rest), winner.name, runtime,
-                             None if output is None else str(output), max_accuracy_drop if data else None, samples,
-                             reference_top1, timings, tuple(dict.fromkeys(notes)))
+    return VariantTuneResult(desc, (*measured, *rest), winner.name, runtime, None if output is None else str(output),
+                             None if data is None else max_accuracy_drop, samples, reference_top1, timings,
+                             tuple(dict.fromkeys(notes)))
 
 
 def _sxs(o: VariantOutcome) -> float:
@@ -159,7 +161,8 @@ class _SpeedSearch:
     """Builds and measures variants one by one, pruning those a quick timing shows cannot win."""
 
     def __init__(self, builder: VariantBuilder, threads: Sequence[int] | None, delegates: Sequence[str] | None,
-                 runs: int, warmup: int, quick_runs: int, with_accuracy: bool, say: Callable[[str], None]):
+                 runs: int, warmup: int, quick_runs: int, with_accuracy: bool, say: Callable[[str], None], *,
+                 prune: bool = True):
         self.builder, self.threads, self.delegates = builder, threads, delegates
         self.runs, self.warmup, self.quick_runs, self.with_accuracy, self.say = runs, warmup, quick_runs, \
             with_accuracy, say
@@ -168,7 +171,7 @@ class _SpeedSearch:
         self.notes: list[str] = []
         self.bound: tuple[str, TuneCandidate] | None = None   # the best admissible variant so far
         self.narrowed = False
-        self.prune = True   # thread-count pruning inside each runtime search
+        self.prune = prune   # thread-count pruning inside each runtime search
 
     def visit(self, spec: VariantSpec) -> None:
         try:
