@@ -117,7 +117,7 @@ def tune_variants(model: Any, calibration: Any = None, output: str | os.PathLike
         if output is not None:
             _write_winner(search.built[winner.name].path, runtime, output, force)
     rest = [o for o in search.outcomes if o.state != MEASURED]
-    rest += [VariantOutcome(name, {}, SKIPPED, why) for name, why in skipped]
+    rest += [VariantOutcome(spec.name, spec.recipe.to_dict(), SKIPPED, why) for spec, why in skipped]
     timings = {**builder.timings, "total_s": round(time.perf_counter() - started, 3)}
     return VariantTuneResult(desc, (*measured, *rest), winner.name, runtime, None if output is None else str(output),
                              None if data is None else max_accuracy_drop, samples, reference_top1, timings,

@@ -69,14 +69,14 @@ def unavailable(spec: VariantSpec, source_kind: str) -> str | None:
     return None
 
 
-def plan_variants(source_kind: str, with_accuracy: bool) -> tuple[list[VariantSpec], list[tuple[str, str]]]:
+def plan_variants(source_kind: str, with_accuracy: bool) -> tuple[list[VariantSpec], list[tuple[VariantSpec, str]]]:
     """(the variants to search, [(variant, why skipped)]): without an accuracy budget only those that
     compute what int8 computes."""
     search, skipped = [], []
     for spec in variant_specs(source_kind):
         why = unavailable(spec, source_kind) or (None if with_accuracy or spec.same_arithmetic else NEEDS_EVAL)
         if why:
-            skipped.append((spec.name, why))
+            skipped.append((spec, why))
         else:
             search.append(spec)
     return search, skipped
