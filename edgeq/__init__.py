@@ -18,6 +18,7 @@ from .modelinfo import inspect_model  # noqa: E402
 from .preprocess import Preprocess  # noqa: E402
 from .runtime import EdgeModel, load  # noqa: E402  (the interpreter backend is imported inside load())
 from .tune import TuneResult, tune  # noqa: E402  (shadows the submodule like convert; it stays in sys.modules)
+from .variants import VariantTuneResult, tune_variants  # noqa: E402  (TensorFlow is imported inside tune_variants())
 
 
 def qat(model, train_data, val_data, output, **options):  # see edgeq.accuracy.qat.qat for the options
@@ -29,4 +30,4 @@ def qat(model, train_data, val_data, output, **options):  # see edgeq.accuracy.q
 
 __all__ = ["CalibrationDataset", "ConversionResult", "EdgeModel", "EdgeqError", "EdgeqMetadata", "Preprocess",
            "RECIPES", "Recipe", "TuneResult", "convert", "inspect_model", "load", "make_recipe", "qat",
-           "read_metadata", "tune", "__version__"]
+           "read_metadata", "tune", "tune_variants", "VariantTuneResult", "__version__"]
