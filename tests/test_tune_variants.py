@@ -36,9 +36,10 @@ P50 = {"int8_per_tensor_float_io": 0.010, "int8_per_tensor": 0.012, "int8_per_te
 
 
 def _fake_tune(calls: list, table: dict | None = None):
-    def fake(model, *, threads=None, delegates=None, runs=50, warmup=5, output=None, prune=True, progress=None):
+    def fake(model, *, threads=None, delegates=None, runs=50, warmup=5, output=None, prune=True, progress=None,
+             search_options=True, confirm=3, pipeline=None, pipeline_frames=90):
         stem = pathlib.Path(model).stem
-        calls.append((stem, warmup))
+        calls.append((stem, warmup) if not search_options else (stem, f"full pipeline={pipeline}"))
         ms = (table or P50)[stem]
         c = TuneCandidate("xnnpack", 1, ms, ms * 1.5, 1.0, pathlib.Path(model).stat().st_size)
         return TuneResult(str(model), (c,), (), (), {"delegate": "xnnpack", "num_threads": 1, "p50_ms": ms,
@@ -86,8 +87,19 @@ def budget_search(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(search, "tune", _fake_tune(calls))
         res = edgeq.tune_variants(str(BUNDLED_KERAS), str(CALIBRATION_DIR), out, eval_data=FASHION,
-                                  max_accuracy_drop=0.05, eval_limit=1000, labels=str(BUNDLED_LABELS))
+                                  max_accuracy_drop=0.05, eval_limit=1000, labels=str(BUNDLED_LABELS),
+                                  pipeline="synthetic://64x48@30")
     return res, calls, out
+
+
+def test_only_the_winner_gets_the_full_runtime_search_and_the_pipeline_layout(budget_search):
+    """Per-variant searches leave out delegate options and confirmation; the winner alone gets them, and the
+    pipeline source goes to its search (edgeq.tune measures the layout there)."""
+    res, calls, _ = budget_search
+    full = [c for c in calls if str(c[1]).startswith("full")]
+    assert full == [(res.final_runtime.model and pathlib.Path(res.final_runtime.model).stem,
+                     "full pipeline=synthetic://64x48@30")]
+    assert calls[-1] == full[0] and res.runtime == res.final_runtime.runtime
 
 
 def _io(path) -> tuple[str, str]:

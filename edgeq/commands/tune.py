@@ -57,6 +57,9 @@ def _runtime_only(model: str, calib: str | None, eval_data: str | None, max_drop
 @click.option("--runs", default=50, show_default=True, type=int, help="Timed inferences per candidate.")
 @click.option("--warmup", default=5, show_default=True, type=int, help="Untimed inferences per candidate.")
 @click.option("--no-prune", is_flag=True, help="Measure every thread count, even when more threads stop paying.")
+@click.option("--pipeline", metavar="SRC", help="Also measure the winner's every-frame `edgeq run` pipeline on this "
+              "source (video, image folder, synthetic://WxH@FPS) for each threads x instances layout, and keep the "
+              "fastest for `edgeq run` (decoding and preprocessing need cores too).")
 @click.option("-o", "--output", metavar="OUT.tflite", help="Write the winner (a copy of MODEL, or the winning "
               "variant) with its runtime configuration in the metadata (edgeq.load and edgeq run then use it).")
 @click.option("--force", is_flag=True, help="Overwrite OUT.tflite if it exists.")
@@ -64,7 +67,8 @@ def _runtime_only(model: str, calib: str | None, eval_data: str | None, max_drop
 @json_option
 @click.pass_obj
 def command(ctx, model, calib, eval_data, max_accuracy_drop, eval_limit, labels, num_samples, threads, delegates,
-            runs, warmup, no_prune, output, force, input_size, color, value_range, mean, std, resize, json_path):
+            runs, warmup, no_prune, pipeline, output, force, input_size, color, value_range, mean, std, resize,
+            json_path):
     """Find the fastest variant of MODEL on this machine, by measurement.
 
     Each delegate x thread-count candidate runs in its own process; tables are ranked by median
@@ -73,7 +77,7 @@ def command(ctx, model, calib, eval_data, max_accuracy_drop, eval_limit, labels,
     """
     from ..fileio import check_outputs
 
-    check_outputs([model, calib, eval_data, labels], force=force, created={"-o": output},
+    check_outputs([model, calib, eval_data, labels, pipeline], force=force, created={"-o": output},
                   reports={"--json": json_path})
     delegate_list = None if delegates is None else [d.strip() for d in delegates.split(",") if d.strip()]
     if _runtime_only(model, calib, eval_data, max_accuracy_drop):
@@ -87,10 +91,10 @@ def command(ctx, model, calib, eval_data, max_accuracy_drop, eval_limit, labels,
 
         def progress(c) -> None:
             state = f"error: {c.error}" if c.error else f"p50 {c.p50_ms:.3f} ms"
-            ctx.info(f"{c.delegate} threads={c.threads or '-'}: {state}")
+            ctx.info(f"{c.label} threads={c.threads or '-'}: {state}")
 
         result = tune(model, threads=_thread_counts(threads), delegates=delegate_list, runs=runs, warmup=warmup,
-                      output=output, force=force, prune=not no_prune, progress=progress)
+                      output=output, force=force, prune=not no_prune, progress=progress, pipeline=pipeline)
         click.echo(format_table(result), err=json_path == "-")
         emit_json(result.to_dict(), json_path)
         return
@@ -101,6 +105,6 @@ def command(ctx, model, calib, eval_data, max_accuracy_drop, eval_limit, labels,
     result = tune_variants(model, calib, output, eval_data=eval_data, max_accuracy_drop=max_accuracy_drop,
                            threads=_thread_counts(threads), delegates=delegate_list, runs=runs, warmup=warmup,
                            num_samples=num_samples, labels=labels, preprocess_options=opts, eval_limit=eval_limit,
-                           force=force, prune=not no_prune, quiet=not ctx.verbose, info=ctx.info)
+                           force=force, prune=not no_prune, quiet=not ctx.verbose, info=ctx.info, pipeline=pipeline)
     click.echo(format_variants(result), err=json_path == "-")
     emit_json(result.to_dict(), json_path)

@@ -62,6 +62,7 @@ class VariantTuneResult:
     reference_top1: float | None = None         # the float model's top-1 on the eval data (percent)
     timings: dict[str, float] = dataclasses.field(default_factory=dict)
     notes: tuple[str, ...] = ()
+    final_runtime: Any = None   # the winner's full runtime search (edgeq.tune's TuneResult), when it ran
 
     @property
     def ranked(self) -> tuple[VariantOutcome, ...]:
@@ -75,7 +76,8 @@ class VariantTuneResult:
         return {"model": self.model, "winner": self.winner_name, "runtime": self.runtime, "output": self.output,
                 "max_accuracy_drop": self.max_accuracy_drop, "eval_samples": self.eval_samples,
                 "reference_top1": self.reference_top1, "timings": self.timings, "notes": list(self.notes),
-                "variants": [v.to_dict() for v in self.variants]}
+                "variants": [v.to_dict() for v in self.variants],
+                "final_runtime": None if self.final_runtime is None else self.final_runtime.to_dict()}
 
 
 def _drop(v: VariantOutcome) -> str:
@@ -105,9 +107,11 @@ def format_table(result: VariantTuneResult) -> str:
     if result.max_accuracy_drop is not None and result.reference_top1 is not None:
         lines.append(f"accuracy: top-1 drop vs the float model on {result.eval_samples} samples (float top-1 "
                      f"{result.reference_top1:.2f} %), budget {result.max_accuracy_drop:g} points")
-    w = result.winner
-    b = w.best
-    lines.append(f"winner: {w.name} on {b.delegate} with {b.threads or 'default'} thread(s), p50 {b.p50_ms:.3f} ms"
+    w, f = result.winner, result.final_runtime
+    b = w.best if f is None else f.winner
+    if f is not None and f.pipeline is not None:
+        lines.append("pipeline: " + f.pipeline.summary().replace("--threads auto chose", "edgeq run gets", 1))
+    lines.append(f"winner: {w.name} on {b.label} with {b.threads or 'default'} thread(s), p50 {b.p50_ms:.3f} ms"
                  + (f" -> {pathlib.Path(result.output).name} (its runtime configuration is in the metadata: "
                     "edgeq.load uses it)" if result.output else " (report only: give -o to keep it)"))
     return "\n".join(lines)

@@ -69,7 +69,8 @@ def tune_variants(model: Any, calibration: Any = None, output: str | os.PathLike
                   seed: int = 0, labels: Sequence[str] | str | os.PathLike | None = None,
                   preprocess: Preprocess | None = None, preprocess_options: dict[str, Any] | None = None,
                   eval_limit: int | None = None, force: bool = False, prune: bool = True, quiet: bool = True,
-                  info: Callable[[str], None] | None = None) -> VariantTuneResult:
+                  info: Callable[[str], None] | None = None, pipeline: str | None = None,
+                  pipeline_frames: int = 90) -> VariantTuneResult:
     """Search the model-file variants of a float MODEL (Keras .keras/.h5, SavedModel dir, .onnx, float
     .tflite) by measurement here: I/O types always; per-tensor weights and the int16x8/float16/dynamic/
     float32 recipes when ``eval_data`` (labelled) and ``max_accuracy_drop`` (top-1 points) are given.
@@ -77,7 +78,9 @@ def tune_variants(model: Any, calibration: Any = None, output: str | os.PathLike
     threads/delegates/runs/warmup/prune: the runtime search of each variant (``edgeq.tune``). quick_runs:
     the least runs of the quick timing that can prune a variant (0: no pruning). eval_limit: evaluate on a
     random subset. output: the winner, with its runtime configuration in the metadata; None: report only.
-    info: one line per step (a search takes minutes).
+    info: one line per step (a search takes minutes). Each variant's runtime search covers delegate x
+    threads; the winner's alone then gets the full one (delegate options, confirmation runs) and, with
+    ``pipeline`` (a source), its every-frame pipeline layout for ``edgeq run`` (``edgeq.tune``).
     """
     started = time.perf_counter()
     say = info or log.info
@@ -113,7 +116,8 @@ def tune_variants(model: Any, calibration: Any = None, output: str | os.PathLike
             measured, reference_top1, samples = _judge_accuracy(measured, search.built, data, builder,
                                                                 max_accuracy_drop, notes, say)
         winner = _winner(measured, desc, max_accuracy_drop)
-        runtime = dict(winner.runtime.runtime)
+        final = search.final_runtime(search.built[winner.name].path, pipeline, pipeline_frames)
+        runtime = dict((final or winner.runtime).runtime)
         if output is not None:
             _write_winner(search.built[winner.name].path, runtime, output, force)
     rest = [o for o in search.outcomes if o.state != MEASURED]
@@ -121,7 +125,8 @@ def tune_variants(model: Any, calibration: Any = None, output: str | os.PathLike
     timings = {**builder.timings, "total_s": round(time.perf_counter() - started, 3)}
     return VariantTuneResult(desc, (*measured, *rest), winner.name, runtime, None if output is None else str(output),
                              None if data is None else max_accuracy_drop, samples, reference_top1, timings,
-                             tuple(dict.fromkeys(notes)))
+                             tuple(dict.fromkeys([*notes, *search.notes])),
+                             final_runtime=final)
 
 
 def _sxs(o: VariantOutcome) -> float:
@@ -274,16 +279,30 @@ class _SpeedSearch:
         self.say(f"{built.spec.name}: pruned: {reason}")
         return VariantOutcome(built.spec.name, {}, PRUNED, reason, quick_p50_ms=q)
 
+    def final_runtime(self, path: pathlib.Path, pipeline: str | None, frames: int) -> TuneResult | None:
+        """The winner's full runtime search: delegate options and confirmation runs (the per-variant searches
+        leave them out: options move a variant's time far less than the variant itself), and the pipeline
+        layout on ``pipeline``. None, with a note, when it fails: the variant search's configuration stands."""
+        self.say(f"{path.stem}: the winner's full runtime search (delegate options, confirmation"
+                 + (f", pipeline layout on {pipeline})" if pipeline else ")"))
+        result, error = self._tune(path, self.threads, self.delegates, self.runs, self.warmup, full=True,
+                                   pipeline=pipeline, pipeline_frames=frames)
+        if result is None:
+            self.notes.append(f"the winner's full runtime search failed ({error}): its variant search's "
+                              "configuration is kept")
+        return result
+
     def _tune(self, path: pathlib.Path, threads: Sequence[int] | None, delegates: Sequence[str] | None,
-              runs: int, warmup: int) -> tuple[TuneResult | None, str]:
+              runs: int, warmup: int, *, full: bool = False, **pipeline: Any) -> tuple[TuneResult | None, str]:
         name = path.stem
 
         def progress(c: TuneCandidate) -> None:
             state = f"error: {c.error}" if c.error else f"p50 {c.p50_ms:.3f} ms"
-            self.say(f"  {name}: {c.delegate} threads={c.threads or '-'}: {state}")
+            self.say(f"  {name}: {c.label} threads={c.threads or '-'}: {state}")
         try:
             return tune(path, threads=threads, delegates=delegates, runs=runs, warmup=warmup, output=None,
-                        prune=self.prune, progress=progress), ""
+                        prune=self.prune, progress=progress, search_options=full, confirm=3 if full else 0,
+                        **pipeline), ""
         except EdgeqError as exc:
             return None, f"runtime search: {exc}"
 
