@@ -317,3 +317,16 @@ def test_float32_wins_a_side_by_side_tie_and_a_real_gap_reorders(monkeypatch, tm
 
 def dataclasses_replace_p50(result: TuneResult, ms: float) -> TuneResult:
     return dataclasses.replace(result, ranked=(dataclasses.replace(result.ranked[0], p50_ms=ms),))
+
+
+def test_an_int16x8_model_takes_images_through_load_and_agrees_with_float(built, fashion_test):
+    """edgeq.load(...).predict maps pixels to an int16 input (the fused table, int16 values) as it does for int8."""
+    v = built[0]
+    images = fashion_test[0][:40]
+    tops = {}
+    for name in ("int16x8", "float32"):
+        with edgeq.load(v[name].path, delegate="cpu") as m:
+            assert m.prepare(images[0]).dtype == (np.int16 if name == "int16x8" else np.float32)
+            tops[name] = [m.predict(img, top_k=1)[0].index for img in images]
+    agree = np.mean(np.array(tops["int16x8"]) == np.array(tops["float32"]))
+    assert agree >= 0.95, agree

@@ -172,6 +172,8 @@ class EdgeModel:
             tensor = cv2.LUT(pixels, self._lut).view(dtype)
         elif dtype.kind == "f":
             tensor = pre.normalize(pixels).astype(dtype, copy=False)
+        elif spec.scale:  # wider integers (int16 input of an int16x8 model): the same fused table, indexed
+            tensor = pre.encode(pixels, dtype, spec.scale, spec.zero_point or 0)
         else:
             raise UsageError(f"{self.source}: input {spec.name!r} is {spec.dtype} without quantization "
                              "parameters; prepare() cannot map images to it, use run()")
