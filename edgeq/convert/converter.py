@@ -271,11 +271,18 @@ def quantize(prep: PreparedConverter, rec: Recipe, dataset: CalibrationDataset |
         cal, sel = select_range_method(cal, input_batches(prep.representative), tensor_scorer(cal.data, heldout),
                                        f"held-out calibration items of {dataset.describe()}", len(heldout))
         return Quantized(cal.quantize(rec.float_nodes, rec.float_ops), cal.recipe.replace(notes=sel.describe()),
-                         (), {"range_selection": sel.to_dict()})
-    if rec.float_nodes or rec.float_ops or rec.range_method != "minmax":
+                         cal.notes, {"range_selection": sel.to_dict()})
+    if rec.float_nodes or rec.float_ops or rec.range_method != "minmax" or _fast_calibration(rec):
         cal = calibrate(prep.tf, prep.converter, rec, prep.representative)
-        return Quantized(cal.quantize(rec.float_nodes, rec.float_ops), rec)
+        return Quantized(cal.quantize(rec.float_nodes, rec.float_ops), rec, cal.notes)
     return Quantized(bytes(prep.converter.convert()), rec)
+
+
+def _fast_calibration(rec: Recipe) -> bool:
+    """int8-activation recipes calibrate through XNNPACK (``fastcal.py``) unless EDGEQ_CALIBRATOR=tflite."""
+    from .fastcal import calibrator_choice
+
+    return rec.activations == "int8" and rec.needs_calibration and calibrator_choice() == "xnnpack"
 
 
 def run_quantizer(rec: Recipe, quiet: bool, step: Callable[[NativeLog], T],
