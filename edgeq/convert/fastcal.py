@@ -89,10 +89,8 @@ def _first_sample(rep: Callable[[], Iterable[Sequence[np.ndarray]]]) -> Sequence
     gen = iter(rep())
     try:
         return next(gen)
-    except StopIteration:
-        from ..errors import CalibrationError
-
-        raise CalibrationError("the calibration data gave no usable sample") from None
+    except StopIteration:  # not an EdgeqError: run_quantizer then blames the data with the skip reasons
+        raise ValueError("the calibration data gave no usable sample") from None
     finally:
         close = getattr(gen, "close", None)
         if close is not None:
