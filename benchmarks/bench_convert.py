@@ -6,14 +6,16 @@ alternating round by round:
 
 - ``edgeq``        edgeq.convert as shipped: calibration through XNNPACK (edgeq/convert/fastcal.py);
 - ``edgeq-tflite`` edgeq.convert with EDGEQ_CALIBRATOR=tflite: TensorFlow Lite's calibrator (before);
-- ``bare``         the bare TFLiteConverter (SavedModel export + convert), what a user writes by hand.
+- ``bare``         the bare TFLiteConverter (SavedModel export + convert), what a user writes by hand;
+- ``ort``          (--peer) ONNX Runtime: tf2onnx export + quantize_static (QDQ, MinMax, U8S8 reduce-range,
+                   per-channel), the fastest peer converter of issue 13 (needs tf2onnx and onnxruntime).
 
 With --profile each run also times its stages (model export, float conversion, calibration, quantize,
 edgeq's checks/metadata/write...) and the table shows them side by side. The model is loaded before
 the clock starts (the TensorFlow import and the .keras load are not conversion). The int8 models of
 the modes are compared: max relative scale difference and zero-point difference of every tensor.
 
-    python benchmarks/bench_convert.py [--model mobilenetv2|bundled] [--rounds 2] [--samples 200] [--profile]
+    python benchmarks/bench_convert.py [--model mobilenetv2|bundled] [--rounds 2] [--samples 200] [--profile] [--peer]
 """
 from __future__ import annotations
 
@@ -29,7 +31,7 @@ import tempfile
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 CALIB = ROOT / "calibration_data"
 BUNDLED = ROOT / "models" / "fashion_mnist_dsconv.keras"
-MODES = ("edgeq", "edgeq-tflite", "bare")
+BASE_MODES = ("edgeq", "edgeq-tflite", "bare")
 
 CHILD = r"""
 import functools, json, os, resource, sys, time
@@ -69,7 +71,28 @@ model = keras.models.load_model(model_path, compile=False)
 size = model.input_shape[1]
 opts = {"value_range": "-1,1"} if size == 224 else None
 t0 = time.perf_counter()
-if mode.startswith("edgeq"):
+if mode == "ort":  # the peer: tf2onnx export + ONNX Runtime quantize_static (QDQ, MinMax, U8S8 reduce-range)
+    import tempfile, tf2onnx
+    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
+                                          quantize_static)
+    from edgeq.convert.source import infer_preprocess
+    pre = (Preprocess(224, 224, color="RGB", mean=(127.5,), std=(127.5,)) if size == 224
+           else infer_preprocess(model, "keras_model", None, {})[0])
+    data = CalibrationDataset(%(calib)r, pre, num_samples=samples)
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.it = iter(data)
+        def get_next(self):
+            x = next(self.it, None)
+            return None if x is None else {"input": x[None]}
+    with tempfile.TemporaryDirectory() as d:
+        f32 = os.path.join(d, "float.onnx")
+        spec = (tf.TensorSpec((None, *model.input_shape[1:]), tf.float32, name="input"),)
+        tf2onnx.convert.from_keras(model, input_signature=spec, opset=17, output_path=f32)
+        quantize_static(f32, out, Reader(), quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8,
+                        weight_type=QuantType.QInt8, per_channel=True, reduce_range=True,
+                        calibrate_method=CalibrationMethod.MinMax)
+elif mode.startswith("edgeq"):
     edgeq.convert(model, %(calib)r, out, num_samples=samples, force=True, preprocess_options=opts)
 else:
     import tempfile
@@ -131,21 +154,24 @@ def build_model(tmp: str, which: str, env: dict[str, str]) -> str:
 
 
 def print_table(results: dict[str, list[dict]], args: argparse.Namespace) -> None:
-    med = {m: statistics.median(x["seconds"] for x in results[m]) for m in MODES}
-    rss = {m: max(x["peak_rss_mb"] for x in results[m]) for m in MODES}
+    modes = tuple(results)
+    med = {m: statistics.median(x["seconds"] for x in results[m]) for m in modes}
+    rss = {m: max(x["peak_rss_mb"] for x in results[m]) for m in modes}
     print(f"\n{args.model}, {args.samples} calibration images, median of {args.rounds} fresh-process run(s):")
-    print(f"  {'stage':32s}" + "".join(f"{m:>14s}" for m in MODES))
+    print(f"  {'stage':32s}" + "".join(f"{m:>14s}" for m in modes))
     if args.profile:
-        stages = sorted({s for m in MODES for x in results[m] for s in x["stages"]})
+        stages = sorted({s for m in modes for x in results[m] for s in x["stages"]})
         for s in stages:
-            row = [statistics.median(x["stages"].get(s, 0.0) for x in results[m]) for m in MODES]
+            row = [statistics.median(x["stages"].get(s, 0.0) for x in results[m]) for m in modes]
             print(f"  {s:32s}" + "".join(f"{v:13.2f}s" for v in row))
-    print(f"  {'TOTAL (model already loaded)':32s}" + "".join(f"{med[m]:13.2f}s" for m in MODES))
-    print(f"  {'peak RSS':32s}" + "".join(f"{rss[m]:12.0f}MB" for m in MODES))
+    print(f"  {'TOTAL (model already loaded)':32s}" + "".join(f"{med[m]:13.2f}s" for m in modes))
+    print(f"  {'peak RSS':32s}" + "".join(f"{rss[m]:12.0f}MB" for m in modes))
     print(f"\n  after/before  edgeq / edgeq-tflite = {med['edgeq'] / med['edgeq-tflite']:.3f}"
           f"   ({med['edgeq-tflite'] / med['edgeq']:.2f}x faster)")
     print(f"  edgeq / bare TFLiteConverter      = {med['edgeq'] / med['bare']:.3f}   (goal <= 1.10)")
     print(f"  memory ratio edgeq / bare         = {rss['edgeq'] / rss['bare']:.3f}")
+    if "ort" in med:
+        print(f"  edgeq / ONNX Runtime quantize_static = {med['edgeq'] / med['ort']:.3f}   (issue 13 goal <= 1.00)")
 
 
 def main() -> None:
@@ -154,16 +180,18 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--samples", type=int, default=200)
     ap.add_argument("--profile", action="store_true", help="time each stage of each conversion")
+    ap.add_argument("--peer", action="store_true", help="also ONNX Runtime's quantize_static (tf2onnx export)")
     args = ap.parse_args()
+    modes = BASE_MODES + (("ort",) if args.peer else ())
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
     sys.path.insert(0, str(ROOT))
     env = {k: v for k, v in os.environ.items() if k != "EDGEQ_CALIBRATOR"}
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
     with tempfile.TemporaryDirectory() as tmp:
         model_path = build_model(tmp, args.model, env)
-        results: dict[str, list[dict]] = {m: [] for m in MODES}
+        results: dict[str, list[dict]] = {m: [] for m in modes}
         for r in range(args.rounds):
-            for mode in MODES if r % 2 == 0 else MODES[::-1]:
+            for mode in modes if r % 2 == 0 else modes[::-1]:
                 out = os.path.join(tmp, f"{mode}.tflite")
                 proc = subprocess.run([sys.executable, "-c", CHILD, mode, model_path, out, str(args.samples),
                                        "1" if args.profile else "0"], capture_output=True, text=True, env=env)
@@ -174,7 +202,7 @@ def main() -> None:
                 print(f"round {r + 1} {mode:12s}: {res['seconds']:6.2f} s  peak RSS {res['peak_rss_mb']:7.0f} MB  "
                       f"size {res['size'] / 1e6:.2f} MB", flush=True)
         print_table(results, args)
-        for other in ("edgeq-tflite", "bare"):
+        for other in ("edgeq-tflite", "bare"):  # (an ONNX model has no TFLite scales to compare)
             scale, zp = compare_models(os.path.join(tmp, "edgeq.tflite"), os.path.join(tmp, f"{other}.tflite"))
             print(f"  int8 model edgeq vs {other:12s}: max relative scale difference {scale:.2e}, "
                   f"max zero-point difference {zp}")
