@@ -59,6 +59,11 @@ def calibrator_choice() -> str:
     return choice
 
 
+def fast_calibration_for(rec: Any) -> bool:
+    """int8-activation recipes calibrate through XNNPACK unless EDGEQ_CALIBRATOR=tflite."""
+    return rec.activations == "int8" and rec.needs_calibration and calibrator_choice() == "xnnpack"
+
+
 def calibrate_fast(converter: Any, run_calibration: Callable[[], bytes],
                    num_threads: int | None = None) -> FastCalibration:
     """Calibrate ``converter`` (configured by edgeq, representative dataset set): XNNPACK ranges checked

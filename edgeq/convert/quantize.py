@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -79,7 +80,9 @@ class CalibratedModel:
         def calibrate_only() -> bytes:
             converter._experimental_calibrate_only = True  # noqa: SLF001 - the documented debugger route
             try:
-                return bytes(converter.convert())
+                with warnings.catch_warnings():  # the frozen-graph route asks for input stats it never uses here:
+                    warnings.filterwarnings("ignore", "Statistics for quantized inputs")  # calibration sets them
+                    return bytes(converter.convert())
             finally:
                 converter._experimental_calibrate_only = False  # noqa: SLF001
 
