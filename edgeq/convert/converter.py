@@ -212,7 +212,8 @@ def prepared_converter(model: Any, dataset: CalibrationDataset | None, rec: Reci
             opts["_saved_model_shape"] = saved_model_input_shape(tf, desc)
         else:
             saved_dir = os.path.join(tmp, "saved_model")
-            if frozen_route and target is None and fast_calibration_for(rec):
+            # (float layers: a recipe the accuracy search made through a SavedModel, reproduced byte for byte)
+            if frozen_route and target is None and fast_calibration_for(rec) and not (rec.float_nodes or rec.float_ops):
                 from .frozen import try_frozen_converter
 
                 converter, export_warnings = try_frozen_converter(tf, keras_model)

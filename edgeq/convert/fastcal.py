@@ -158,7 +158,7 @@ def inplace_pairs(seed: bytes, shapes: Sequence[Sequence[int]]) -> dict[int, tup
             view = interp.tensor(d["index"])()
         except ValueError:  # no data (e.g. an optional input)
             continue
-        if view.size:
+        if isinstance(view, np.ndarray) and view.size:  # (a 0-d tensor comes back as a numpy scalar)
             addr[d["index"]] = view.ctypes.data
         del view
     _, mf = load_model_file(seed)

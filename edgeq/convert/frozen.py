@@ -9,7 +9,9 @@ signature def, which ``match_saved_model_io`` restores as the SavedModel route n
 
 Checked per conversion: the float model's output on the first calibration sample must match the Keras
 model's; if it does not (or the route fails), edgeq says so and converts through the SavedModel.
-``EDGEQ_KERAS_ROUTE=savedmodel`` forces the SavedModel route.
+``EDGEQ_KERAS_ROUTE=savedmodel`` forces the SavedModel route. Recipes naming float layers keep the SavedModel
+route: the accuracy search made them through one, and their recipe file reproduces the model byte for byte
+(the routes differ only in the model-type byte of TFLite's CONVERSION_METADATA).
 """
 from __future__ import annotations
 
