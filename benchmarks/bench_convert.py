@@ -43,7 +43,7 @@ import keras, numpy as np, tensorflow as tf
 from tensorflow.lite.python import lite, convert as tfconv
 from tensorflow.lite.python.optimize import calibrator
 import edgeq
-from edgeq.convert import calibration, converter, fastcal
+from edgeq.convert import calibration, converter, fastcal, frozen
 from edgeq.convert.calibration import CalibrationDataset
 from edgeq.preprocess import Preprocess
 STAGES = {}
@@ -60,6 +60,9 @@ def timed(owner, name, label):
 if profile:
     timed(keras.Model, "export", "SavedModel export")
     timed(lite, "_convert_saved_model", "float conversion (MLIR)")
+    timed(lite, "_convert_graphdef", "float conversion (MLIR)")
+    timed(frozen, "frozen_converter", "trace + freeze (frozen route)")
+    timed(frozen, "matches_keras", "frozen route check")
     timed(calibrator.Calibrator, "calibrate", "TFLite calibrator")
     timed(fastcal, "record_ranges", "XNNPACK ranges")
     timed(lite, "_mlir_quantize", "mlir quantize")
