@@ -91,3 +91,21 @@ def test_unknown_route_setting_is_refused(monkeypatch):
     monkeypatch.setenv("EDGEQ_KERAS_ROUTE", "fast")
     with pytest.raises(UsageError, match="EDGEQ_KERAS_ROUTE='fast'.*'frozen'.*'savedmodel'"):
         route_choice()
+
+
+def test_only_single_input_single_output_models_take_the_frozen_route():
+    import keras
+
+    from edgeq.convert.frozen import eligible
+    from edgeq.convert.source import load_keras
+
+    assert eligible(load_keras(str(BUNDLED_KERAS)))
+    x = keras.Input((8, 8, 1))
+    y = keras.layers.Conv2D(2, 3)(x)
+    two = keras.Model(x, [keras.layers.GlobalAveragePooling2D()(y), keras.layers.Flatten()(y)])
+    assert not eligible(two)  # its SavedModel names its outputs by structure: that route keeps them
+
+    class Sub(keras.Model):
+        def call(self, x):
+            return x * 2
+    assert not eligible(Sub())

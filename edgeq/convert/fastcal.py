@@ -184,7 +184,8 @@ def record_ranges(seed: bytes, rep: Callable[[], Iterable[Sequence[np.ndarray]]]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         interp = Interpreter(model_content=exposed(seed, wanted), num_threads=threads)
-    inputs = [d["index"] for d in interp.get_input_details()]
+    details = interp.get_input_details()
+    inputs = [d["index"] for d in details]
     lo = np.full(len(wanted), np.inf)
     hi = np.full(len(wanted), -np.inf)
     first: Ranges = {}
@@ -192,7 +193,7 @@ def record_ranges(seed: bytes, rep: Callable[[], Iterable[Sequence[np.ndarray]]]
     pairs: dict[int, tuple[int, ...]] = {}
     count = 0
     for sample in rep():
-        arrays = [np.asarray(a, np.float32) for a in sample]
+        arrays = [np.asarray(a, d["dtype"]) for a, d in zip(sample, details)]
         if shapes != [a.shape for a in arrays]:
             shapes = [a.shape for a in arrays]
             for i, a in zip(inputs, arrays):

@@ -45,9 +45,20 @@ class FrozenRouteMismatch(ConversionError):
     through the SavedModel (and says so)."""
 
 
+def eligible(keras_model: Any) -> bool:
+    """One input and one output tensor (functional/Sequential): the names the SavedModel route gives are then
+    known; other models (several outputs, dict outputs, subclassed) keep the SavedModel route."""
+    try:
+        inputs, outputs = list(keras_model.inputs), list(keras_model.outputs)
+    except (AttributeError, TypeError, ValueError):
+        return False
+    return len(inputs) == 1 and len(outputs) == 1 and len(inputs[0].shape) >= 1
+
+
 def try_frozen_converter(tf: Any, keras_model: Any) -> tuple[Any | None, tuple[str, ...]]:
-    """(converter, ()) or, when the route is switched off or fails, (None, why) for the SavedModel route."""
-    if route_choice() != "frozen":
+    """(converter, ()) or, when the route is switched off, does not apply or fails, (None, why) for the
+    SavedModel route (why is empty unless it failed)."""
+    if route_choice() != "frozen" or not eligible(keras_model):
         return None, ()
     try:
         return frozen_converter(tf, keras_model), ()
@@ -61,7 +72,10 @@ def try_frozen_converter(tf: Any, keras_model: Any) -> tuple[Any | None, tuple[s
 def check_frozen(keras_model: Any, float_model: bytes, rep: Any) -> None:
     """Raise FrozenRouteMismatch unless the float model matches the Keras model on the first sample."""
     sample = next(iter(rep()))
-    why = matches_keras(keras_model, float_model, [np.asarray(x, np.float32) for x in sample])
+    try:
+        why = matches_keras(keras_model, float_model, [np.asarray(x, np.float32) for x in sample])
+    except Exception as exc:  # noqa: BLE001 - could not even compare: do not trust the route
+        why = f"the comparison failed: {type(exc).__name__}: {str(exc).strip()[:200]}"
     if why is not None:
         raise FrozenRouteMismatch(f"the frozen-function float graph does not match the Keras model ({why}); "
                                   f"converted through a SavedModel instead (slower; {ENV}=savedmodel does so "
