@@ -125,7 +125,7 @@ def convert(model: Any, calibration: Any = None, output: str | os.PathLike | Non
     try:
         return _convert_tf(plan, model, preprocess, preprocess_options, quiet, progress, target, started, True)
     except FrozenRouteMismatch as exc:  # checked on the first sample: the SavedModel route, and say so
-        log.warning("%s", exc)
+        log.info("%s", exc)  # (in the result's warnings, which finish_conversion logs)
         return _convert_tf(plan, model, preprocess, preprocess_options, quiet, progress, target, started, False,
                            (str(exc),))
 

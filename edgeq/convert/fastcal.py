@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from ..tflite_format import load_model_file
+from .recipes import Recipe
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +60,7 @@ def calibrator_choice() -> str:
     return choice
 
 
-def fast_calibration_for(rec: Any) -> bool:
+def fast_calibration_for(rec: Recipe) -> bool:
     """int8-activation recipes calibrate through XNNPACK unless EDGEQ_CALIBRATOR=tflite."""
     return rec.activations == "int8" and rec.needs_calibration and calibrator_choice() == "xnnpack"
 
@@ -86,7 +87,7 @@ def calibrate_fast(converter: Any, run_calibration: Callable[[], bytes],
         if why is None:
             return FastCalibration(write_ranges(seed, ranges), True, count)
     note = f"fast calibration not used ({why}); calibrated with TensorFlow Lite's calibrator instead (slower)"
-    log.warning("%s", note)
+    log.info("%s", note)  # a warning of the conversion result: finish_conversion logs it
     return FastCalibration(run_calibration(), False, 0, note)
 
 

@@ -65,7 +65,7 @@ def try_frozen_converter(tf: Any, keras_model: Any) -> tuple[Any | None, tuple[s
     except Exception as exc:  # noqa: BLE001 - tracing/freezing raise many types; the SavedModel route remains
         why = f"the frozen-function route failed ({type(exc).__name__}: {str(exc).strip()[:200]}); exported a " \
               "SavedModel instead (slower)"
-        log.warning("%s", why)
+        log.info("%s", why)  # a warning of the conversion result: finish_conversion logs it
         return None, (why,)
 
 
