@@ -25,8 +25,9 @@ from ..metadata import EdgeqMetadata, with_edgeq_metadata
 from ..modelinfo import ModelReport, inspect_model
 from ..preprocess import Preprocess
 from .calibration import CalibrationDataset
+from .fastcal import fast_calibration_for
 from .plan import ConversionPlan, plan_conversion, recipe_path_for
-from .quantize import input_batches
+from .quantize import CalibratedModel, input_batches
 from .ranges import AUTO, calibrate
 from .recipes import Recipe
 from .source import (
@@ -38,6 +39,7 @@ from .source import (
     saved_model_input_shape,
     source_sha256,
 )
+from .tfconfig import configure_converter
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -118,11 +120,26 @@ def convert(model: Any, calibration: Any = None, output: str | os.PathLike | Non
         heldout_dataset(plan.dataset)
     if plan.kind == "tflite_file" or plan.recipe.weights == "int4":  # ai-edge-quantizer's route
         return _convert_with_aeq(plan, model, preprocess, preprocess_options, quiet, target, started)
+    from .frozen import FrozenRouteMismatch
+
+    try:
+        return _convert_tf(plan, model, preprocess, preprocess_options, quiet, progress, target, started, True)
+    except FrozenRouteMismatch as exc:  # checked on the first sample: the SavedModel route, and say so
+        log.info("%s", exc)  # (in the result's warnings, which finish_conversion logs)
+        return _convert_tf(plan, model, preprocess, preprocess_options, quiet, progress, target, started, False,
+                           (str(exc),))
+
+
+def _convert_tf(plan: ConversionPlan, model: Any, preprocess: Preprocess | None,
+                preprocess_options: dict[str, Any] | None, quiet: bool, progress: Callable[[int, int], None] | None,
+                target: str | None, started: float, frozen_route: bool,
+                warnings: tuple[str, ...] = ()) -> ConversionResult:
+    """TensorFlow Lite's converter: prepare, quantize, finish."""
     with prepared_converter(model, plan.dataset, plan.recipe, preprocess, preprocess_options, quiet=quiet,
-                            progress=progress, target=target) as prep:
+                            progress=progress, target=target, frozen_route=frozen_route) as prep:
         quantized = run_quantizer(plan.recipe, quiet, lambda _native_log: quantize(prep, plan.recipe, plan.dataset),
                                   plan.dataset)
-    return finish_conversion(plan, prep, quantized, started)
+    return finish_conversion(plan, dataclasses.replace(prep, warnings=warnings + prep.warnings), quantized, started)
 
 
 def _convert_with_aeq(plan: ConversionPlan, model: Any, preprocess: Preprocess | None,
@@ -158,15 +175,20 @@ class PreparedConverter:
     saved_dir: str
     warnings: tuple[str, ...] = ()
     float_bytes: int | None = None   # the float weights' bytes when known without TensorFlow (.tflite sources)
+    route: str = "savedmodel"         # how a Keras model reached the converter: "savedmodel" or "frozen" (frozen.py)
 
 
 @contextlib.contextmanager
 def prepared_converter(model: Any, dataset: CalibrationDataset | None, rec: Recipe,
                        preprocess: Preprocess | None, preprocess_options: dict[str, Any] | None, *,
                        quiet: bool = True, progress: Callable[[int, int], None] | None = None,
-                       target: str | None = None) -> Iterator[PreparedConverter]:
+                       target: str | None = None, frozen_route: bool = False) -> Iterator[PreparedConverter]:
     """Load the model, export a SavedModel (temporary), settle the preprocessing contract and
-    configure a TFLiteConverter for the recipe. The export lives until the context exits."""
+    configure a TFLiteConverter for the recipe. The export lives until the context exits.
+
+    frozen_route: a Keras model calibrated through XNNPACK reaches the converter as a frozen function instead
+    (``frozen.py``, faster); the caller must then check the result (``quantize`` does, ``convert`` retries).
+    """
     kind, desc = describe_source_model(model)
     if kind == "tflite_file":
         raise UsageError(f"{desc}: a .tflite source is quantized by `edgeq convert` alone (int8/uint8/int16x8/int4 "
@@ -184,12 +206,19 @@ def prepared_converter(model: Any, dataset: CalibrationDataset | None, rec: Reci
     keras_model = load_keras(desc) if kind == "keras_file" else (model if kind == "keras_model" else None)
     with private_tempdir("export") as tmp:
         export_warnings: tuple[str, ...] = ()
+        converter = None
         if kind == "saved_model":
             saved_dir = desc
             opts["_saved_model_shape"] = saved_model_input_shape(tf, desc)
         else:
             saved_dir = os.path.join(tmp, "saved_model")
-            export_warnings = _export_keras(tf, keras_model, saved_dir, target, quiet)
+            # (float layers: a recipe the accuracy search made through a SavedModel, reproduced byte for byte)
+            if frozen_route and target is None and fast_calibration_for(rec) and not (rec.float_nodes or rec.float_ops):
+                from .frozen import try_frozen_converter
+
+                converter, export_warnings = try_frozen_converter(tf, keras_model)
+            if converter is None:
+                export_warnings += _export_keras(tf, keras_model, saved_dir, target, quiet)
         pre, pre_warnings = infer_preprocess(keras_model, kind, preprocess, opts)
         if dataset is not None:
             if dataset.preprocess is None:
@@ -197,9 +226,11 @@ def prepared_converter(model: Any, dataset: CalibrationDataset | None, rec: Reci
             elif preprocess is None:
                 pre = dataset.preprocess
         rep = _with_progress(dataset, progress) if dataset is not None else None
-        converter = tf.lite.TFLiteConverter.from_saved_model(saved_dir)
+        route = "savedmodel" if converter is None else "frozen"
+        converter = converter or tf.lite.TFLiteConverter.from_saved_model(saved_dir)
         configure_converter(tf, converter, rec, rep)
-        yield PreparedConverter(tf, converter, rep, pre, keras_model, saved_dir, export_warnings + pre_warnings)
+        yield PreparedConverter(tf, converter, rep, pre, keras_model, saved_dir if route == "savedmodel" else "",
+                                export_warnings + pre_warnings, route=route)
 
 
 def _export_keras(tf: Any, keras_model: Any, saved_dir: str, target: str | None, quiet: bool) -> tuple[str, ...]:
@@ -213,35 +244,6 @@ def _export_keras(tf: Any, keras_model: Any, saved_dir: str, target: str | None,
     with quiet_native_stderr(quiet):
         keras_model.export(saved_dir, verbose=False, **export_options)
     return warnings
-
-
-def configure_converter(tf: Any, converter: Any, recipe: Recipe, rep: Callable | None) -> None:
-    """Set the TFLiteConverter's optimizations, op sets and I/O types for the recipe."""
-    dtypes = {"int8": tf.int8, "uint8": tf.uint8, "int16": tf.int16, "float32": tf.float32}
-    if recipe.weights == "float32" and recipe.activations == "float32" and not recipe.needs_calibration:
-        return  # the float reference: TFLite's plain conversion, no optimization at all
-    if recipe.weights == "int4":  # a float .tflite for ai-edge-quantizer (tflite_source.py)
-        return
-    if recipe.name == "float16" or recipe.weights == "float16":
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.target_spec.supported_types = [tf.float16]
-        return
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    if not recipe.needs_calibration:
-        return  # dynamic range
-    converter.representative_dataset = rep
-    if recipe.activations == "int16":
-        ops = [tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
-    else:
-        ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    if recipe.allow_float_fallback or recipe.float_nodes or recipe.float_ops:
-        ops = ops + [tf.lite.OpsSet.TFLITE_BUILTINS]
-    converter.target_spec.supported_ops = ops
-    if not recipe.float_io:
-        converter.inference_input_type = dtypes[recipe.io_dtype]
-        converter.inference_output_type = dtypes[recipe.io_dtype]
-    if not recipe.per_channel:
-        converter._experimental_disable_per_channel = True
 
 
 def _with_progress(dataset: CalibrationDataset, progress: Callable[[int, int], None] | None) -> Callable:
@@ -266,16 +268,26 @@ def quantize(prep: PreparedConverter, rec: Recipe, dataset: CalibrationDataset |
 
         if dataset is None:
             raise UsageError("--range-method auto needs calibration data")
-        cal = calibrate(prep.tf, prep.converter, rec, prep.representative)
+        cal = _calibrate(prep, rec)
         heldout = heldout_tensors(dataset)
         cal, sel = select_range_method(cal, input_batches(prep.representative), tensor_scorer(cal.data, heldout),
                                        f"held-out calibration items of {dataset.describe()}", len(heldout))
         return Quantized(cal.quantize(rec.float_nodes, rec.float_ops), cal.recipe.replace(notes=sel.describe()),
-                         (), {"range_selection": sel.to_dict()})
-    if rec.float_nodes or rec.float_ops or rec.range_method != "minmax":
-        cal = calibrate(prep.tf, prep.converter, rec, prep.representative)
-        return Quantized(cal.quantize(rec.float_nodes, rec.float_ops), rec)
+                         cal.notes, {"range_selection": sel.to_dict()})
+    if rec.float_nodes or rec.float_ops or rec.range_method != "minmax" or fast_calibration_for(rec):
+        cal = _calibrate(prep, rec)
+        return Quantized(cal.quantize(rec.float_nodes, rec.float_ops), rec, cal.notes)
     return Quantized(bytes(prep.converter.convert()), rec)
+
+
+def _calibrate(prep: PreparedConverter, rec: Recipe) -> CalibratedModel:
+    """Calibrate; a frozen-route float graph must compute what the Keras model does (first sample)."""
+    cal = calibrate(prep.tf, prep.converter, rec, prep.representative)
+    if prep.route == "frozen":
+        from .frozen import check_frozen
+
+        check_frozen(prep.keras_model, cal.data, prep.representative)
+    return cal
 
 
 def run_quantizer(rec: Recipe, quiet: bool, step: Callable[[NativeLog], T],
@@ -344,6 +356,10 @@ def finish_conversion(plan: ConversionPlan, prep: PreparedConverter, quantized: 
     calib = dataset.summary().to_dict() if dataset is not None else {}
     meta = build_metadata(plan, prep, rec, calib, report)
     tflite = quantized.model
+    if prep.route == "frozen":  # the I/O names and signature the SavedModel route gives
+        from .frozen import input_names, match_saved_model_io
+
+        tflite = match_saved_model_io(tflite, input_names(prep.keras_model))
     if plan.target is not None:  # batch 1 and static shapes, verified on a calibration sample
         from .targets import prepare_for_target
 

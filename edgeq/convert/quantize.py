@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -57,23 +58,38 @@ def check_recipe(rec: Recipe) -> None:
 class CalibratedModel:
     """A float .tflite with recorded activation ranges, ready to be quantized any number of times."""
 
-    def __init__(self, tf: Any, data: bytes, recipe: Recipe):
+    def __init__(self, tf: Any, data: bytes, recipe: Recipe, notes: tuple[str, ...] = ()):
         self.tf = tf
         self.data = bytes(data)
         self.recipe = recipe
+        self.notes = notes   # what calibration had to say (e.g. that it fell back to TFLite's calibrator)
         self._layers: tuple[Layer, ...] | None = None
 
     @classmethod
-    def calibrate(cls, tf: Any, converter: Any, recipe: Recipe) -> CalibratedModel:
-        """Run the converter's calibration only (the converter is configured by edgeq.convert.converter)."""
+    def calibrate(cls, tf: Any, converter: Any, recipe: Recipe, *, calibrator: str | None = None) -> CalibratedModel:
+        """Run the converter's calibration only (the converter is configured by edgeq.convert.converter).
+
+        calibrator: 'xnnpack' (``edgeq.convert.fastcal``: TFLite's ranges, recorded ~10x faster) or 'tflite'
+        (TensorFlow Lite's own calibrator); default from EDGEQ_CALIBRATOR, else 'xnnpack'.
+        """
+        from .fastcal import calibrate_fast, calibrator_choice
+
         check_recipe(recipe)
         converter.experimental_mlir_quantizer = True
-        converter._experimental_calibrate_only = True  # noqa: SLF001 - the documented debugger route
-        try:
-            data = converter.convert()
-        finally:
-            converter._experimental_calibrate_only = False  # noqa: SLF001
-        return cls(tf, data, recipe)
+
+        def calibrate_only() -> bytes:
+            converter._experimental_calibrate_only = True  # noqa: SLF001 - the documented debugger route
+            try:
+                with warnings.catch_warnings():  # the frozen-graph route asks for input stats it never uses here:
+                    warnings.filterwarnings("ignore", "Statistics for quantized inputs")  # calibration sets them
+                    return bytes(converter.convert())
+            finally:
+                converter._experimental_calibrate_only = False  # noqa: SLF001
+
+        if (calibrator or calibrator_choice()) == "tflite":
+            return cls(tf, calibrate_only(), recipe)
+        fast = calibrate_fast(converter, calibrate_only)
+        return cls(tf, fast.data, recipe, (fast.note,) if fast.note else ())
 
     def quantize(self, float_nodes: Sequence[str] = (), float_ops: Sequence[str] = ()) -> bytes:
         """int8-quantize, keeping the given nodes (output tensor names) and op types in float."""
@@ -94,10 +110,10 @@ class CalibratedModel:
         return bytes(out)
 
     def with_data(self, data: bytes) -> CalibratedModel:
-        return CalibratedModel(self.tf, data, self.recipe)
+        return CalibratedModel(self.tf, data, self.recipe, self.notes)
 
     def with_recipe(self, recipe: Recipe) -> CalibratedModel:
-        return CalibratedModel(self.tf, self.data, recipe)
+        return CalibratedModel(self.tf, self.data, recipe, self.notes)
 
     @property
     def float_size(self) -> int:
