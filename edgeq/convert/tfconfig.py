@@ -1,4 +1,4 @@
-"""TFLiteConverter settings per recipe (shared by edgeq.convert, convert_many and the accuracy search)."""
+"""TFLiteConverter settings per recipe (shared by edgeq.convert, the tune variant builder and the accuracy search)."""
 from __future__ import annotations
 
 from collections.abc import Callable
