@@ -84,13 +84,7 @@ def tune_variants(model: Any, calibration: Any = None, output: str | os.PathLike
     """
     started = time.perf_counter()
     say = info or log.info
-    kind, desc = describe_source_model(model)
-    if kind == "tflite_file" and is_quantized_tflite(desc):
-        raise UsageError(f"{desc} is already quantized: only its runtime can be tuned (edgeq.tune / `edgeq tune "
-                         "MODEL` without -c); the recipe variants need the float source")
-    if calibration is None:
-        raise UsageError(f"{desc} is a float model: give calibration data (-c/--calibration: an image folder, glob, "
-                         "video or .npy/.npz) to make its quantized variants")
+    kind, desc = _check_source(model, calibration)
     data = _budget_data(eval_data, max_accuracy_drop, eval_limit, seed)
     if runs < 1 or warmup < 0 or quick_runs < 0:
         raise UsageError(f"runs must be >= 1, warmup and quick_runs >= 0; got {runs}, {warmup}, {quick_runs}")
@@ -127,6 +121,18 @@ def tune_variants(model: Any, calibration: Any = None, output: str | os.PathLike
                              None if data is None else max_accuracy_drop, samples, reference_top1, timings,
                              tuple(dict.fromkeys([*notes, *search.notes])),
                              final_runtime=final)
+
+
+def _check_source(model: Any, calibration: Any) -> tuple[str, str]:
+    """(kind, description) of a float source with calibration data; a quantized .tflite is refused."""
+    kind, desc = describe_source_model(model)
+    if kind == "tflite_file" and is_quantized_tflite(desc):
+        raise UsageError(f"{desc} is already quantized: only its runtime can be tuned (edgeq.tune / `edgeq tune "
+                         "MODEL` without -c); the recipe variants need the float source")
+    if calibration is None:
+        raise UsageError(f"{desc} is a float model: give calibration data (-c/--calibration: an image folder, glob, "
+                         "video or .npy/.npz) to make its quantized variants")
+    return kind, desc
 
 
 def _sxs(o: VariantOutcome) -> float:
