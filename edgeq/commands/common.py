@@ -149,13 +149,14 @@ def _delegate_option_help(lead: str) -> Callable[[], str]:
 def delegate_cli_options(*, several: bool) -> Callable[[Callable], Callable]:
     """--delegate (one, or with ``several`` a comma-separated list) and --delegate-option, help from the registry."""
     if several:
-        name, lead, default = "delegates", "Comma-separated delegates", "auto"
+        name, lead, default = "delegates", ("Comma-separated delegates (default: each model's tuned one from "
+                                            "`edgeq tune -o`, else auto)"), "auto"
         option_lead = "Delegate option KEY=VALUE (repeatable); each delegate gets the options it takes."
     else:  # not given: the model's tuned configuration (edgeq tune -o), else auto -- edgeq.load decides
         name, lead, default = "delegate", "Delegate (default: the one `edgeq tune` embedded, else auto)", None
         option_lead = "Delegate option KEY=VALUE (repeatable)."
     opts = [
-        click.option("--delegate", name, default=default, show_default=several, cls=_RegistryHelpOption,
+        click.option("--delegate", name, default=default, cls=_RegistryHelpOption,
                      help_text=_delegate_help(lead)),
         click.option("--delegate-option", "delegate_options" if several else "delegate_option", multiple=True,
                      metavar="KEY=VALUE", cls=_RegistryHelpOption, help_text=_delegate_option_help(option_lead)),
