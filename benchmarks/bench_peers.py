@@ -16,7 +16,9 @@ Latency: batch 1, one real calibration image, per-call wall time of the runtime'
 quantization inside their graphs). Each stack is timed in its own fresh process (ONNX Runtime's worker
 threads would steal CPU from the next stack otherwise), ``--rounds`` times, in alternating order, so all
 stacks share the same drifts in machine load; medians and p90 are over all rounds' calls, and the range is
-the spread of the per-round medians. Ratios are p50 / edgeq tuned's p50.
+the spread of the per-round medians. Ratios: pooled p50 / edgeq tuned's pooled p50, and "paired": the median
+over rounds of each round's p50 / edgeq tuned's p50 in the same round (robust to load that drifts between rounds
+on a shared machine).
 Accuracy: top-1 on the 10,000 Fashion-MNIST test images (bundled model only; MobileNetV2 has random weights).
 ``--quick``: 2 rounds, a tenth of the runs, 1,000 test images (a smoke run, not a measurement).
 """
@@ -186,11 +188,15 @@ def run_model(name: str, args: argparse.Namespace, out: pathlib.Path) -> dict[st
             samples[s].append(got["ms"])
             res["stacks"][s]["config"] = got["config"]
         print(f"[{name}] latency round {r + 1}/{args.rounds} done", file=sys.stderr)
+    ref = "edgeq-tuned" if "edgeq-tuned" in samples else args.stacks[0]
+    ref_rounds = [statistics.median(x) for x in samples[ref]]
     for s, rounds in samples.items():
         pooled = np.concatenate(rounds)
         per_round = [statistics.median(x) for x in rounds]
+        # paired: the stacks of one round ran back to back, so a round's ratio cancels slower drifts in load
+        paired = statistics.median(a / b for a, b in zip(per_round, ref_rounds))
         res["stacks"][s].update(p50_ms=float(np.median(pooled)), p90_ms=float(np.percentile(pooled, 90)),
-                                round_p50_ms=[min(per_round), max(per_round)], calls=len(pooled))
+                                round_p50_ms=per_round, paired_ratio=paired, calls=len(pooled))
     if name == "bundled":
         for s in args.stacks:
             res["stacks"][s]["top1"] = spawn({**base, "kind": "eval", "stack": s, "artifact": str(art[s]),
@@ -215,7 +221,8 @@ def table(res: dict[str, Any], eval_limit: int) -> str:
     stacks = res["stacks"]
     ref = stacks.get("edgeq-tuned") or stacks.get("edgeq") or next(iter(stacks.values()))
     has_acc = res["model"] == "bundled"
-    head = "| stack | size | conversion | p50 ms | p90 ms | p50 per round | p50 ÷ edgeq tuned |"
+    head = ("| stack | size | conversion | p50 ms | p90 ms | p50 per round (min–max) | p50 ÷ edgeq tuned "
+            "| paired ÷ edgeq tuned |")
     head += f" top-1 ({eval_limit:,} test) |" if has_acc else ""
     lines = [head, "|" + "---|" * head.count(" |")]
     for s, m in stacks.items():
@@ -223,8 +230,8 @@ def table(res: dict[str, Any], eval_limit: int) -> str:
         if s == "edgeq-tuned" and "seconds" in m:
             conv = f"+{m['seconds']:.0f} s tune"
         row = (f"| {peers.LABELS[s]} | {m['size_bytes'] / 1024:,.0f} KiB | {conv} | {m['p50_ms']:.3f} | "
-               f"{m['p90_ms']:.3f} | {m['round_p50_ms'][0]:.3f}–{m['round_p50_ms'][1]:.3f} | "
-               f"{m['p50_ms'] / ref['p50_ms']:.2f} |")
+               f"{m['p90_ms']:.3f} | {min(m['round_p50_ms']):.3f}–{max(m['round_p50_ms']):.3f} | "
+               f"{m['p50_ms'] / ref['p50_ms']:.2f} | {m['paired_ratio']:.2f} |")
         if has_acc:
             row += f" {m['top1']:.2f} % ({m['top1'] - res['float_top1']:+.2f}) |"
         lines.append(row)
