@@ -71,8 +71,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = ap.parse_args(argv)
     args.models = _choices(ap, "--models", args.models, MODELS)
     args.stacks = _choices(ap, "--stacks", args.stacks, peers.STACKS)
-    if "edgeq-tuned" in args.stacks and "edgeq" not in args.stacks:
-        ap.error("--stacks: edgeq-tuned is tuned from the edgeq default model; add edgeq")
+    for needs in ("edgeq-tuned", "openvino-tflite"):
+        if needs in args.stacks and "edgeq" not in args.stacks:
+            ap.error(f"--stacks: {needs} starts from the edgeq default model; add edgeq")
     for name in ("threads", "rounds", "runs", "eval_limit"):
         value = getattr(args, name)
         if value is not None and value < 1:
@@ -174,7 +175,7 @@ def run_model(name: str, args: argparse.Namespace, out: pathlib.Path) -> dict[st
     res: dict[str, Any] = {"model": name, "stacks": {s: {} for s in args.stacks}}
     res["float_top1"] = spawn({**base, "kind": "source", "eval_limit": args.eval_limit}).get("top1")
     for s in args.stacks:
-        if not (args.reuse and art[s].exists()):
+        if s != "openvino-tflite" and not (args.reuse and art[s].exists()):
             print(f"[{name}] converting: {s}", file=sys.stderr)
             res["stacks"][s].update(spawn({**base, "kind": "convert", "stack": s, "artifact": str(art[s]),
                                            "default": str(art.get("edgeq", ""))}))
@@ -229,6 +230,8 @@ def table(res: dict[str, Any], eval_limit: int) -> str:
         conv = f"{m['seconds']:.1f} s" if "seconds" in m else "–"
         if s == "edgeq-tuned" and "seconds" in m:
             conv = f"+{m['seconds']:.0f} s tune"
+        elif s == "openvino-tflite":
+            conv = "(edgeq's file)"
         row = (f"| {peers.LABELS[s]} | {m['size_bytes'] / 1024:,.0f} KiB | {conv} | {m['p50_ms']:.3f} | "
                f"{m['p90_ms']:.3f} | {min(m['round_p50_ms']):.3f}–{max(m['round_p50_ms']):.3f} | "
                f"{m['p50_ms'] / ref['p50_ms']:.2f} | {m['paired_ratio']:.2f} |")

@@ -8,6 +8,8 @@ sample ``edgeq.convert`` takes of calibration_data/), and runs on the CPU with t
   - ort-s8s8       tf2onnx (opset 17) -> ``quant_pre_process`` -> ``quantize_static`` QDQ, MinMax, S8S8 (defaults)
   - ort-u8s8-rr    the same with uint8 activations and ``reduce_range=True`` (ORT's advice for AVX2/AVX-512 w/o VNNI)
   - openvino       ``ov.convert_model`` from the Keras object -> ``nncf.quantize`` (defaults) -> IR
+  - openvino-tflite  no conversion of its own: OpenVINO's runtime (its TFLite frontend) runs edgeq's default
+                   int8 .tflite as it is (the question: could edgeq reach OpenVINO's kernels with its own file?)
 
 ONNX Runtime sessions: CPU provider, ``intra_op_num_threads=T``, ``inter_op_num_threads=1``, intra-op
 spinning off. OpenVINO: ``compile_model(..., "CPU", {"INFERENCE_NUM_THREADS": T})`` (its default LATENCY hint).
@@ -26,12 +28,12 @@ import numpy as np
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 CALIBRATION = ROOT / "calibration_data"
-STACKS = ("edgeq", "edgeq-tuned", "ort-s8s8", "ort-u8s8-rr", "openvino")
+STACKS = ("edgeq", "edgeq-tuned", "ort-s8s8", "ort-u8s8-rr", "openvino", "openvino-tflite")
 LABELS = {"edgeq": "edgeq int8 (default)", "edgeq-tuned": "edgeq int8, tuned",
           "ort-s8s8": "ONNX Runtime S8S8 (default)", "ort-u8s8-rr": "ONNX Runtime U8S8 reduce-range",
-          "openvino": "OpenVINO + NNCF"}
+          "openvino": "OpenVINO + NNCF", "openvino-tflite": "OpenVINO running edgeq's .tflite"}
 SUFFIX = {"edgeq": ".tflite", "edgeq-tuned": ".tuned.tflite", "ort-s8s8": ".s8s8.onnx",
-          "ort-u8s8-rr": ".u8s8rr.onnx", "openvino": ".ov.xml"}
+          "ort-u8s8-rr": ".u8s8rr.onnx", "openvino": ".ov.xml", "openvino-tflite": ".tflite"}
 ISA_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8", "asimddp", "i8mm", "sve")
 
 
@@ -101,7 +103,8 @@ def int8_peak(info: dict[str, Any], cores: int) -> list[tuple[str, float]]:
 def convert(stack: str, spec: ModelSpec, out: pathlib.Path, default_tflite: pathlib.Path | None = None) -> dict:
     """Convert `spec` with one stack into `out`; returns seconds (from the .keras file; TensorFlow already imported).
 
-    edgeq-tuned starts from the edgeq default model (`default_tflite`): its seconds are the tuning only.
+    edgeq-tuned starts from the edgeq default model (`default_tflite`): its seconds are the tuning only;
+    openvino-tflite runs that very file (nothing to convert).
     """
     t0 = time.perf_counter()
     info: dict[str, Any] = {}
@@ -119,6 +122,10 @@ def convert(stack: str, spec: ModelSpec, out: pathlib.Path, default_tflite: path
         _convert_ort(spec, out, u8s8_reduce_range=stack == "ort-u8s8-rr")
     elif stack == "openvino":
         _convert_openvino(spec, out)
+    elif stack == "openvino-tflite":
+        if out != default_tflite:
+            raise ValueError(f"openvino-tflite runs edgeq's default model {default_tflite}, not {out}")
+        return {"size_bytes": artifact_size(out)}
     else:
         raise ValueError(f"unknown stack {stack!r}; expected one of {', '.join(STACKS)}")
     return {"seconds": time.perf_counter() - t0, "size_bytes": artifact_size(out), **info}
@@ -204,15 +211,22 @@ def open_runner(stack: str, path: pathlib.Path, threads: int) -> Runner:
         name = sess.get_inputs()[0].name
         return Runner(lambda x: {name: np.ascontiguousarray(x, np.float32)}, lambda f: sess.run(None, f)[0],
                       f"onnxruntime {ort.__version__} CPU, {threads} intra-op threads, no spinning")
-    if stack == "openvino":
+    if stack in ("openvino", "openvino-tflite"):
         import openvino as ov
 
-        compiled = ov.Core().compile_model(str(path), "CPU", {"INFERENCE_NUM_THREADS": threads})
+        core = ov.Core()
+        model = core.read_model(str(path))
+        prepare = (lambda x: np.ascontiguousarray(x, np.float32)) if stack == "openvino" else _tflite_quantizer(path)
+        if stack == "openvino-tflite":  # its TFLite frontend reads the batch as dynamic: fix it to 1 like the others
+            dims = model.inputs[0].get_partial_shape()
+            model.reshape([1] + [dims[i].get_length() for i in range(1, dims.rank.get_length())])
+        compiled = core.compile_model(model, "CPU", {"INFERENCE_NUM_THREADS": threads})
         req = compiled.create_infer_request()
         out = compiled.outputs[0]
-        return Runner(lambda x: {0: np.ascontiguousarray(x, np.float32)}, lambda f: req.infer(f)[out],
+        return Runner(lambda x: {0: prepare(x)}, lambda f: req.infer(f)[out],
                       f"openvino {ov.get_version()} CPU, INFERENCE_NUM_THREADS={threads}, "
-                      f"hint {compiled.get_property('PERFORMANCE_HINT')}")
+                      f"hint {compiled.get_property('PERFORMANCE_HINT')}, "
+                      f"precision {compiled.get_property('INFERENCE_PRECISION_HINT')}")
     raise ValueError(f"unknown stack {stack!r}; expected one of {', '.join(STACKS)}")
 
 
@@ -221,17 +235,24 @@ def _edgeq_runner(path: pathlib.Path, threads: int | None) -> Runner:
     import edgeq
 
     model = edgeq.load(str(path)) if threads is None else edgeq.load(str(path), num_threads=threads)
-    q = model.inputs[0]
-    scale, zero = q.scale or 0.0, q.zero_point or 0
-    dtype = np.dtype(q.dtype)
+    rep = model.delegate_report
+    return Runner(_tflite_quantizer(path), lambda f: model.run(f)[0],
+                  f"edgeq.load: {rep.delegate}, {rep.delegated_nodes}/{rep.total_nodes} nodes delegated"
+                  + (f", threads {threads}" if threads else f" ({dict(rep.details).get('tuned', 'untuned')})"))
+
+
+def _tflite_quantizer(path: pathlib.Path) -> Callable[[np.ndarray], np.ndarray]:
+    """Float NHWC -> the .tflite's input tensor (its scale and zero point; as is for a float input)."""
+    from edgeq.modelinfo import TensorSpec
+    from edgeq.tflite_format import load_model_file
+
+    _, mf = load_model_file(str(path))
+    q = TensorSpec.from_tensor(mf.main.tensors[mf.main.inputs[0]])
+    scale, zero, dtype = q.scale or 0.0, q.zero_point or 0, np.dtype(q.dtype)
 
     def prepare(x: np.ndarray) -> np.ndarray:
-        if not scale:  # float input
+        if not scale:
             return x.astype(dtype)
         info = np.iinfo(dtype)
         return np.clip(np.round(x / scale + zero), info.min, info.max).astype(dtype)
-
-    rep = model.delegate_report
-    return Runner(prepare, lambda f: model.run(f)[0],
-                  f"edgeq.load: {rep.delegate}, {rep.delegated_nodes}/{rep.total_nodes} nodes delegated"
-                  + (f", threads {threads}" if threads else f" ({dict(rep.details).get('tuned', 'untuned')})"))
+    return prepare

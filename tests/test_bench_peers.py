@@ -60,7 +60,8 @@ def test_cpuinfo_arm_layout_without_clock_has_no_peak():
 @pytest.mark.parametrize("argv, message", [
     (["--stacks", "edgeq,tensorrt"], "--stacks: unknown tensorrt; expected a comma list of edgeq, edgeq-tuned"),
     (["--models", ""], "--models: unknown (empty)"),
-    (["--stacks", "edgeq-tuned,openvino"], "edgeq-tuned is tuned from the edgeq default model; add edgeq"),
+    (["--stacks", "edgeq-tuned,openvino"], "edgeq-tuned starts from the edgeq default model; add edgeq"),
+    (["--stacks", "openvino-tflite"], "openvino-tflite starts from the edgeq default model; add edgeq"),
     (["--threads", "0"], "--threads must be >= 1, got 0"),
     (["--eval-limit", "-5"], "--eval-limit must be >= 1, got -5"),
 ])
