@@ -1,9 +1,12 @@
 """edgeq (default and tuned) side by side with ONNX Runtime and OpenVINO on the CPU it runs on (issue 13).
 
+Stacks (benchmarks/peers.py): edgeq, edgeq-tuned, ort-s8s8, ort-u8s8-rr, openvino (NNCF) and openvino-tflite
+(OpenVINO's runtime on edgeq's own int8 .tflite: could edgeq reach OpenVINO's kernels with its file as it is?).
+
 Run on demand; the peers are the optional extra ``pip install -e .[peers]`` (never part of the test suite):
 
     .venv/bin/python benchmarks/bench_peers.py [--quick] [--models bundled,mobilenetv2] [--threads 2]
-        [--rounds 4] [--runs N] [--eval-limit 10000] [--reuse] [--json F] [--out build/peers]
+        [--rounds 4] [--runs N] [--eval-limit 10000] [--reuse] [--json F] [--out build/peers] [--profile]
 
 Models: the bundled Fashion-MNIST CNN (models/fashion_mnist_dsconv.keras, its Keras original) and
 MobileNetV2-224 (benchmarks/zoo.py: random weights, BatchNorm statistics from the 200 calibration images;
@@ -67,6 +70,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--reuse", action="store_true", help="keep converted artifacts of an earlier run (no "
                                                           "conversion times then)")
     ap.add_argument("--json", help="also write all results to this JSON file")
+    ap.add_argument("--profile", action="store_true", help="then the per-op profile of the int8 MobileNetV2 "
+                                                            "(benchmarks/op_profile.py, with OpenVINO's if converted)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     args.models = _choices(ap, "--models", args.models, MODELS)
@@ -277,6 +282,12 @@ def main(argv: list[str] | None = None) -> None:
         from edgeq.fileio import dump_json
 
         dump_json(report, args.json)
+    tflite = out / "mobilenetv2.tflite"
+    if args.profile and tflite.exists():  # a fresh process, after every timing is done
+        ov = tflite.with_suffix(".ov.xml")
+        cmd = [sys.executable, str(ROOT / "benchmarks" / "op_profile.py"), str(tflite), "--threads", str(args.threads),
+               *(["--openvino", str(ov)] if ov.exists() else []), *(["--runs", "50"] if args.quick else [])]
+        subprocess.run(cmd, check=True, cwd=ROOT)
 
 
 if __name__ == "__main__":
