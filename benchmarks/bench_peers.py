@@ -6,7 +6,7 @@ Stacks (benchmarks/peers.py): edgeq, edgeq-tuned, ort-s8s8, ort-u8s8-rr, openvin
 Run on demand; the peers are the optional extra ``pip install -e .[peers]`` (never part of the test suite):
 
     .venv/bin/python benchmarks/bench_peers.py [--quick] [--models bundled,mobilenetv2] [--threads 2]
-        [--rounds 4] [--runs N] [--eval-limit 10000] [--reuse] [--json F] [--out build/peers] [--profile]
+        [--rounds 6] [--runs N] [--eval-limit 10000] [--reuse] [--json F] [--out build/peers] [--profile]
 
 Models: the bundled Fashion-MNIST CNN (models/fashion_mnist_dsconv.keras, its Keras original) and
 MobileNetV2-224 (benchmarks/zoo.py: random weights, BatchNorm statistics from the 200 calibration images;
@@ -62,7 +62,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--models", default=",".join(MODELS), help=f"comma list of {', '.join(MODELS)}")
     ap.add_argument("--stacks", default=",".join(peers.STACKS), help=f"comma list of {', '.join(peers.STACKS)}")
     ap.add_argument("--threads", type=int, default=2, help="inference threads of every stack")
-    ap.add_argument("--rounds", type=int, default=None, help="fresh processes per stack (default 4; quick 2)")
+    ap.add_argument("--rounds", type=int, default=None, help="fresh processes per stack (default 6; quick 2)")
     ap.add_argument("--runs", type=int, default=None, help="timed calls per process (default 3000 bundled, "
                                                                "300 MobileNetV2; quick a tenth)")
     ap.add_argument("--eval-limit", type=int, default=None, help="test images for top-1 (default 10000; quick 1000)")
@@ -83,7 +83,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         value = getattr(args, name)
         if value is not None and value < 1:
             ap.error(f"--{name.replace('_', '-')} must be >= 1, got {value}")
-    args.rounds = args.rounds or (2 if args.quick else 4)
+    args.rounds = args.rounds or (2 if args.quick else 6)
     args.eval_limit = min(args.eval_limit or (1000 if args.quick else 10000), 10000)
     return args
 
