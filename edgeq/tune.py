@@ -14,6 +14,7 @@ winner's thread count is searched again around it (``prune=False``: every combin
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import pathlib
 import platform
@@ -25,7 +26,10 @@ from .errors import EdgeqError, ModelError, UsageError
 from .fileio import check_outputs, write_bytes_atomic
 from .metadata import read_metadata, with_edgeq_metadata
 from .runtime.delegates import DELEGATES, check_delegate_name
+from .sysload import BUSY_WARNING, LoadWatch
 from .tflite_format import load_model_file
+
+log = logging.getLogger(__name__)
 
 CPU_PATHS = ("xnnpack", "cpu")  # always measured; other delegates first load once (a trial)
 # Registered delegates the default search leaves out, and why (the others are tried if they load here).
@@ -81,6 +85,8 @@ class TuneResult:
     #                                        options (if any), p50_ms, tuned_on
     output: str | None = None
     pipeline: Any = None                   # the pipeline layout trial (pipeline.ThreadChoice) when a source was given
+    others_load: float | None = None       # cores other processes used on average while tuning (sysload)
+    warnings: tuple[str, ...] = ()
 
     @property
     def winner(self) -> TuneCandidate:
@@ -91,7 +97,8 @@ class TuneResult:
                 "output": self.output, "ranked": [c.to_dict() for c in self.ranked],
                 "failed": [c.to_dict() for c in self.failed],
                 "skipped": [{"what": w, "why": y} for w, y in self.skipped],
-                "pipeline": None if self.pipeline is None else self.pipeline.to_dict()}
+                "pipeline": None if self.pipeline is None else self.pipeline.to_dict(),
+                "others_load": self.others_load, "warnings": list(self.warnings)}
 
 
 def tune(model: str | os.PathLike, *, threads: Sequence[int] | None = None, delegates: Sequence[str] | None = None,
@@ -123,6 +130,7 @@ def tune(model: str | os.PathLike, *, threads: Sequence[int] | None = None, dele
         raise ModelError(f"{model} has no edgeq metadata to hold the tuned configuration (a foreign model): "
                          "convert it with `edgeq convert`, or tune without an output to get the report only")
     given = _given_delegates(delegates)
+    watch = LoadWatch.start()
     search = _Search(model, len(data), runs, warmup, timeout, progress)
     if prune:
         search.pruned(given, thread_list, search_options)
@@ -135,8 +143,16 @@ def tune(model: str | os.PathLike, *, threads: Sequence[int] | None = None, dele
         raise EdgeqError(f"no configuration of {model} could be measured: "
                          + "; ".join(f"{c.label}/{c.threads}: {c.error}" for c in failed[:3]))
     best = ranked[0]
+    others = watch.others()
+    warnings = () if others is None or others <= BUSY_WARNING else (
+        f"other processes used {others:.2f} of {os.cpu_count()} cores on average while tuning: the ranking reflects "
+        "that load (XNNPACK's threads wait for a peer another process descheduled, so fewer threads can win); "
+        "tune again on an idle machine for its own best",)
+    for warning in warnings:
+        log.warning("%s", warning)
     runtime = {"delegate": best.delegate, "num_threads": best.threads, "p50_ms": round(float(best.p50_ms), 4),
-               "tuned_on": f"{platform.machine()} {os.cpu_count()} cores",
+               "tuned_on": f"{platform.machine()} {os.cpu_count()} cores"
+                           + ("" if others is None else f", others' load {others:.2f} cores"),
                **({"options": dict(best.options)} if best.options else {})}
     choice = None
     if pipeline is not None:
@@ -147,7 +163,8 @@ def tune(model: str | os.PathLike, *, threads: Sequence[int] | None = None, dele
         meta = dataclasses.replace(read_metadata(mf), runtime=runtime)
         write_bytes_atomic(output, with_edgeq_metadata(data, meta), exclusive=not force)
     return TuneResult(model=model, ranked=ranked, failed=failed, skipped=tuple(search.skipped), runtime=runtime,
-                      output=None if output is None else str(output), pipeline=choice)
+                      output=None if output is None else str(output), pipeline=choice,
+                      others_load=None if others is None else round(others, 3), warnings=warnings)
 
 
 def _thread_list(threads: Sequence[int] | None) -> list[int]:
@@ -325,6 +342,7 @@ def format_table(result: TuneResult) -> str:
                      + (f"  (best of {c.measurements})" if c.measurements > 1 else ""))
     lines += [f"   - {c.label:<{w}} {c.threads or '-':>3}  error: {c.error}" for c in result.failed]
     lines += [f"skipped {what}: {why}" for what, why in result.skipped]
+    lines += [f"warning: {w}" for w in result.warnings]
     if result.pipeline is not None:
         lines.append("pipeline: " + result.pipeline.summary().replace("--threads auto chose", "edgeq run gets", 1))
     win = result.winner

@@ -321,3 +321,36 @@ def test_pipeline_layout_in_metadata_is_validated():
     for bad in ({"pipeline_threads": 0}, {"pipeline_instances": "2"}, {"pipeline_fps": "fast"}):
         with pytest.raises(ValueError, match="runtime pipeline_"):
             type(meta).from_dict({**meta.to_dict(), "runtime": {"delegate": "xnnpack", **bad}})
+
+
+def test_load_watch_sees_another_process_busy_on_a_core():
+    """A busy process that is not this one's (not yet reaped) child counts as others' load."""
+    import subprocess
+    import sys
+    import time
+
+    from edgeq.sysload import LoadWatch
+
+    watch = LoadWatch.start()
+    busy = subprocess.Popen([sys.executable, "-c", "import time\nt = time.time()\nwhile time.time() - t < 1.5: pass"])
+    try:
+        time.sleep(1.6)
+        others = watch.others()
+    finally:
+        busy.wait()
+    assert others is not None and others >= 0.5, others
+
+
+def test_tuning_under_load_says_so(monkeypatch, tmp_path):
+    from edgeq.sysload import LoadWatch
+
+    monkeypatch.setattr(LoadWatch, "others", lambda self: 1.2)
+    out = tmp_path / "t.tflite"
+    res = tune_mod.tune(INT8, threads=[1], delegates=["xnnpack"], runs=2, warmup=0, confirm=0, search_options=False,
+                        output=out)
+    assert res.others_load == 1.2 and "1.20 of" in res.warnings[0] and "idle machine" in res.warnings[0]
+    assert "warning: other processes used 1.20" in tune_mod.format_table(res)
+    assert "others' load 1.20 cores" in read_metadata(out.read_bytes()).runtime["tuned_on"]
+    monkeypatch.setattr(LoadWatch, "others", lambda self: 0.05)
+    res = tune_mod.tune(INT8, threads=[1], delegates=["xnnpack"], runs=2, warmup=0, confirm=0, search_options=False)
+    assert res.warnings == () and "warning:" not in tune_mod.format_table(res)
