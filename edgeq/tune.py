@@ -144,16 +144,7 @@ def tune(model: str | os.PathLike, *, threads: Sequence[int] | None = None, dele
                          + "; ".join(f"{c.label}/{c.threads}: {c.error}" for c in failed[:3]))
     best = ranked[0]
     others = watch.others()
-    warnings = () if others is None or others <= BUSY_WARNING else (
-        f"other processes used {others:.2f} of {os.cpu_count()} cores on average while tuning: the ranking reflects "
-        "that load (XNNPACK's threads wait for a peer another process descheduled, so fewer threads can win); "
-        "tune again on an idle machine for its own best",)
-    for warning in warnings:
-        log.warning("%s", warning)
-    runtime = {"delegate": best.delegate, "num_threads": best.threads, "p50_ms": round(float(best.p50_ms), 4),
-               "tuned_on": f"{platform.machine()} {os.cpu_count()} cores"
-                           + ("" if others is None else f", others' load {others:.2f} cores"),
-               **({"options": dict(best.options)} if best.options else {})}
+    runtime, warnings = _runtime_of(best, others)
     choice = None
     if pipeline is not None:
         from .tune_pipeline import tune_pipeline
@@ -165,6 +156,21 @@ def tune(model: str | os.PathLike, *, threads: Sequence[int] | None = None, dele
     return TuneResult(model=model, ranked=ranked, failed=failed, skipped=tuple(search.skipped), runtime=runtime,
                       output=None if output is None else str(output), pipeline=choice,
                       others_load=None if others is None else round(others, 3), warnings=warnings)
+
+
+def _runtime_of(best: TuneCandidate, others: float | None) -> tuple[dict[str, Any], tuple[str, ...]]:
+    """The winner's runtime configuration (as embedded), and a warning when other processes loaded the machine."""
+    warnings = () if others is None or others <= BUSY_WARNING else (
+        f"other processes used {others:.2f} of {os.cpu_count()} cores on average while tuning: the ranking reflects "
+        "that load (XNNPACK's threads wait for a peer another process descheduled, so fewer threads can win); "
+        "tune again on an idle machine for its own best",)
+    for warning in warnings:
+        log.warning("%s", warning)
+    runtime = {"delegate": best.delegate, "num_threads": best.threads, "p50_ms": round(float(best.p50_ms), 4),
+               "tuned_on": f"{platform.machine()} {os.cpu_count()} cores"
+                           + ("" if others is None else f", others' load {others:.2f} cores"),
+               **({"options": dict(best.options)} if best.options else {})}
+    return runtime, warnings
 
 
 def _thread_list(threads: Sequence[int] | None) -> list[int]:
