@@ -109,6 +109,7 @@ def format_table(result: VariantTuneResult) -> str:
                      f"{result.reference_top1:.2f} %), budget {result.max_accuracy_drop:g} points")
     w, f = result.winner, result.final_runtime
     b = w.best if f is None else f.winner
+    lines += [f"warning: {w}" for w in (f.warnings if f is not None else ())]
     if f is not None and f.pipeline is not None:
         lines.append("pipeline: " + f.pipeline.summary().replace("--threads auto chose", "edgeq run gets", 1))
     lines.append(f"winner: {w.name} on {b.label} with {b.threads or 'default'} thread(s), p50 {b.p50_ms:.3f} ms"
