@@ -190,11 +190,21 @@ def test_int16x8_from_the_int8_calibration_equals_tensorflows_own_int16x8(built,
                            labels=str(BUNDLED_LABELS))
     _, ours = load_model_file(v["int16x8"].path)
     _, theirs = load_model_file(direct.output)
-    params = {t.name: (t.dtype, t.scale, t.zero_point) for t in ours.main.tensors}
-    assert params == {t.name: (t.dtype, t.scale, t.zero_point) for t in theirs.main.tensors}
+    # the int8 ranges are recorded through XNNPACK (convert/fastcal.py), TensorFlow's int16x8 through its
+    # calibrator: the same min/max up to float rounding, so scales agree to 1e-5 and the rest exactly
+    _same_quantization(ours.main.tensors, theirs.main.tensors)
     x = np.random.default_rng(0).integers(-30000, 30000, (1, 28, 28, 1)).astype(np.int16)
     with edgeq.load(v["int16x8"].path) as a, edgeq.load(direct.output) as b:
-        assert np.array_equal(a.run(x)[0], b.run(x)[0])
+        ya, yb = a.run(x)[0], b.run(x)[0]
+        assert np.array_equal(ya.argmax(-1), yb.argmax(-1)) and np.max(np.abs(ya - yb)) <= 2
+
+
+def _same_quantization(ours, theirs) -> None:
+    assert [(t.name, t.dtype, t.zero_point) for t in ours] == [(t.name, t.dtype, t.zero_point) for t in theirs]
+    for a, b in zip(ours, theirs):
+        assert (a.scale is None) == (b.scale is None), a.name
+        if a.scale is not None:
+            assert np.allclose(a.scale, b.scale, rtol=1e-5, atol=0), a.name
 
 
 def test_int16x8_falls_back_to_its_own_calibration_and_says_so(built):
@@ -203,7 +213,7 @@ def test_int16x8_falls_back_to_its_own_calibration_and_says_so(built):
     assert "calibrate_int16_s" in timings
     _, first = load_model_file(v["int16x8"].path)
     _, again = load_model_file(v["again"].path)
-    assert [(t.dtype, t.scale) for t in first.main.tensors] == [(t.dtype, t.scale) for t in again.main.tensors]
+    _same_quantization(first.main.tensors, again.main.tensors)
 
 
 def test_budget_is_checked_lazily_in_speed_order_and_excludes_what_exceeds_it(budget_search):
