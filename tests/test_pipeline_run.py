@@ -316,6 +316,37 @@ def test_frames_preprocessing_cannot_take_are_skipped_and_counted(model, mode):
         assert r.frames_processed + r.frames_dropped + r.frames_corrupt == 5
 
 
+@pytest.mark.parametrize("max_frames", [None, 2])
+def test_with_replicas_frames_preprocessing_cannot_take_are_skipped_in_order(model, int8_model_path, max_frames):
+    # With replicas (two frames queued per worker) a frame preprocessing cannot take is skipped and
+    # counted, results still arrive in frame order, max_frames stays exact.
+    import numpy as np
+
+    from edgeq.runtime import load
+
+    good = np.full((48, 64, 3), 128, np.uint8)
+    bad = np.zeros((48, 64, 2), np.uint8)
+    frames = [good, bad, bad, good, bad, good, good]
+    seqs: list[int] = []
+
+    class Collect(Sink):
+        name = "collect"
+
+        def write(self, item) -> None:
+            seqs.append(item.seq)
+
+    with load(int8_model_path, delegate="xnnpack", num_threads=1) as replica:
+        r = Pipeline(model, ListSource(frames), [Collect()], RunOptions(mode="every-frame", max_frames=max_frames),
+                     replicas=[replica]).run()
+    if max_frames is None:
+        assert r.stop_reason == "end_of_input" and seqs == [1, 4, 6, 7]
+        assert (r.frames_corrupt, r.frames_processed, r.frames_unprocessed) == (3, 4, 0)
+    else:
+        assert r.stop_reason == "max_frames" and seqs == [1, 4] and r.frames_processed == 2
+    assert r.instances == 2 and r.frames_corrupt >= 2
+    assert len(r.warnings) == 1 and r.warnings[0].startswith("skipping frame 2 (and counting further ones")
+
+
 def test_a_run_without_a_processed_frame_reports_no_video(model, tmp_path):
     import numpy as np
 

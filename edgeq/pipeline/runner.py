@@ -6,7 +6,8 @@ Threads and bounded hand-offs (nothing buffers without bound):
   before inference took it is counted as dropped. Files are paced at their native FPS so they
   behave like the camera that recorded them.
 * every-frame: capture -> queue -> preprocess thread -> queue -> inference; decoding and
-  preprocessing of the next frames overlap inference of the current one.
+  preprocessing of the next frames overlap inference of the current one. Each inference worker
+  holds two frames, so it starts the next one without waiting for the main thread.
 * inference runs on a worker thread per model instance (watchdog.py); with replicas (more
   instances of the same model) consecutive frames are in flight at once, and results are
   finished oldest first, so sinks still see frame order. One instance with N threads splits each
@@ -298,7 +299,8 @@ class Pipeline:
                 threads.append(sink_thread)
                 for t in threads:
                     t.start()
-                workers = [InferenceWorker(m.run, self.options.stop_grace_s) for m in self._models]
+                depth = 2 if self.mode == "every-frame" else 1  # realtime: only ever the newest frame
+                workers = [InferenceWorker(m.run, self.options.stop_grace_s, depth) for m in self._models]
                 try:
                     self._inference_loop(start, workers)
                 except KeyboardInterrupt:  # a second Ctrl-C: stop now, the report is still written
@@ -323,11 +325,12 @@ class Pipeline:
         """Keep every worker busy on the next frames, finish results oldest first (so in frame order)."""
         pending: collections.deque = collections.deque()  # (worker, frame, transform, preprocess ms), oldest 1st
         try:
-            self._keep_workers_busy(start, collections.deque(workers), pending)
+            slots = collections.deque(w for _ in range(workers[0].depth) for w in workers)  # depth per worker
+            self._keep_workers_busy(start, slots, pending)
         finally:
             # Frames still in flight when the run stops are not reported (they count as unprocessed),
             # but their inferences must end before anyone closes the models under them.
-            for worker, *_ in pending:
+            for worker in (w for w, *_ in pending if not w.stuck):  # lazily: one may turn out stuck
                 with contextlib.suppress(InferenceStuck, EdgeqError):
                     worker.collect(lambda: True)
 

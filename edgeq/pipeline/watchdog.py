@@ -26,18 +26,22 @@ class InferenceStuck(Exception):
 
 
 class InferenceWorker:
-    """Runs ``run(tensors)`` on its own thread, one call at a time; see the module docstring."""
+    """Runs ``run(tensors)`` on its own thread, one call at a time; see the module docstring.
 
-    def __init__(self, run: Callable[[Sequence[Any]], Any], grace_s: float = 2.0) -> None:
+    ``depth`` calls may be submitted before the oldest is collected (results come back in
+    submission order): with 2 the worker starts its next frame at once instead of idling until the
+    main thread has finished the previous result and handed it new work.
+    """
+
+    def __init__(self, run: Callable[[Sequence[Any]], Any], grace_s: float = 2.0, depth: int = 1) -> None:
         self._run = run
         self.grace_s = float(grace_s)
         self.slowest_s = 0.0
         self.stuck = False
-        self._requests: queue.Queue = queue.Queue(1)
-        self._done = threading.Event()
-        self._result: Any = None
-        self._error: BaseException | None = None
-        self.last_ms = float("nan")  # duration of the last inference, measured on the worker thread
+        self.depth = depth
+        self._requests: queue.Queue = queue.Queue(depth)
+        self._results: queue.Queue = queue.Queue()  # (result, error, ms), oldest first; at most ``depth``
+        self.last_ms = float("nan")  # duration of the last collected inference, measured on the worker thread
         self._thread = threading.Thread(target=self._loop, name="edgeq-inference", daemon=True)
         self._thread.start()
 
@@ -48,15 +52,13 @@ class InferenceWorker:
                 return
             t0 = time.perf_counter()
             try:
-                self._result, self._error = self._run(tensors), None
+                result, error = self._run(tensors), None
             except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
-                self._result, self._error = None, exc
-            self.last_ms = (time.perf_counter() - t0) * 1e3
-            self._done.set()
+                result, error = None, exc
+            self._results.put((result, error, (time.perf_counter() - t0) * 1e3))
 
     def submit(self, tensors: Sequence[Any]) -> None:
-        """Start one inference (the previous one must have been collected); returns at once."""
-        self._done.clear()
+        """Queue one inference (at most ``depth`` uncollected); returns at once."""
         self._requests.put(list(tensors))
 
     def collect(self, should_stop: Callable[[], bool]) -> Any:
@@ -66,7 +68,12 @@ class InferenceWorker:
         so a slow but healthy model finishes its frame. ``last_ms`` is then its own duration.
         """
         stop_seen: float | None = None
-        while not self._done.wait(_SLICE_S):
+        while True:
+            try:
+                result, error, self.last_ms = self._results.get(timeout=_SLICE_S)
+                break
+            except queue.Empty:
+                pass
             if stop_seen is None and should_stop():
                 stop_seen = time.monotonic()
             if stop_seen is not None:
@@ -75,9 +82,9 @@ class InferenceWorker:
                     self.stuck = True
                     raise InferenceStuck(grace)
         self.slowest_s = max(self.slowest_s, self.last_ms / 1e3)
-        if self._error is not None:
-            raise self._error
-        return self._result
+        if error is not None:
+            raise error
+        return result
 
     def infer(self, tensors: Sequence[Any], should_stop: Callable[[], bool]) -> Any:
         """``submit`` then ``collect``: one inference, waited for."""
