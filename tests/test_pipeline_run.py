@@ -118,9 +118,10 @@ def test_realtime_slow_model_processes_20_fps_and_reports_the_rest_dropped(model
     r = realtime_run(model, 0.050)
     assert r.fps == pytest.approx(20, rel=0.12)
     assert r.frames_dropped / r.frames_captured == pytest.approx(1 / 3, abs=0.08)
-    # Every captured frame is accounted for: processed, dropped, or still in the slot at stop.
+    # Every captured frame is accounted for: processed, dropped, or unprocessed at the stop: at most the one
+    # waiting in the slot and the one in flight (a stop does not report an inference it did not wait for).
     assert r.frames_captured == r.frames_processed + r.frames_dropped + r.frames_unprocessed
-    assert r.frames_unprocessed <= 1
+    assert r.frames_unprocessed <= 2
     # A frame waits at most one inference in the slot: age stays around 1-2 inference times.
     assert r.latency_ms.p50 < 120
 
