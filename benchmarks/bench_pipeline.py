@@ -72,26 +72,16 @@ def ensure_model(alpha: float) -> pathlib.Path:
     return path
 
 
-def _machine_busy() -> tuple[float, float]:
-    """(busy, total) CPU seconds of the whole machine so far, from /proc/stat (Linux)."""
-    try:
-        with open("/proc/stat") as f:
-            v = [int(x) for x in f.readline().split()[1:]]
-    except (OSError, ValueError):
-        return float("nan"), float("nan")
-    hz = os.sysconf("SC_CLK_TCK")
-    return (sum(v) - v[3] - v[4]) / hz, sum(v) / hz
-
-
 def pipeline_run(model: pathlib.Path, threads: int, instances: int) -> dict:
     from edgeq.pipeline import Pipeline, VideoFileSource
     from edgeq.runtime import load
+    from edgeq.sysload import LoadWatch
 
     models = [load(model, num_threads=threads) for _ in range(instances)]
     try:
-        t0, busy0 = os.times(), _machine_busy()[0]
+        t0, watch = os.times(), LoadWatch.start()
         r = Pipeline(models[0], VideoFileSource(VTEST), replicas=models[1:]).run()
-        t1, busy1 = os.times(), _machine_busy()[0]
+        t1, others = os.times(), watch.others()
     finally:
         for m in models:
             m.close()
@@ -99,7 +89,7 @@ def pipeline_run(model: pathlib.Path, threads: int, instances: int) -> dict:
         raise SystemExit(f"pipeline processed {r.frames_processed} of 795 frames ({r.stop_reason}): not comparable")
     cpu_s = (t1.user + t1.system) - (t0.user + t0.system)
     return {"fps": r.fps, "cpu_ms_per_frame": cpu_s * 1e3 / r.frames_processed,
-            "others_cores": max(0.0, (busy1 - busy0 - cpu_s) / (t1.elapsed - t0.elapsed)),
+            "others_cores": float("nan") if others is None else others,
             "inference_ms": r.stages["inference"].mean, "capture_ms": r.stages["capture"].mean,
             "preprocess_ms": r.stages["preprocess"].mean, "postprocess_ms": r.stages["postprocess"].mean,
             "delegate": r.delegate}

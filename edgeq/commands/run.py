@@ -72,8 +72,8 @@ class _ThreadsParam(click.ParamType):
 
 
 def _model_loader(ctx, model: str, delegate: str | None, pre_opts: dict, delegate_options: dict):
-    """``threads -> loaded model``: the embedded contract (or convert-style options for foreign
-    models) resolved once, so a --threads auto trial per count does not repeat its warnings."""
+    """(``threads -> loaded model``, the metadata's tuned runtime): the embedded contract (or convert-style
+    options for foreign models) resolved once, so a --threads auto trial per count does not repeat its warnings."""
     from ..modelinfo import inspect_model
     from ..preprocess import resolve_preprocess
     from ..runtime import load
@@ -84,17 +84,19 @@ def _model_loader(ctx, model: str, delegate: str | None, pre_opts: dict, delegat
     resolved = resolve_preprocess(info.inputs[0].shape, pre_opts, embedded=embedded, model=str(model))
     for warning in resolved.warnings:
         ctx.warn(warning)
-    return lambda threads: load(model, delegate=delegate, num_threads=threads, preprocess=resolved.preprocess,
-                                **delegate_options)
+    def loader(threads):
+        return load(model, delegate=delegate, num_threads=threads, preprocess=resolved.preprocess, **delegate_options)
+    return loader, (info.metadata.runtime if info.metadata is not None else {})
 
 
-def _layout(ctx, load_model, model: str, delegate: str | None, threads, instances: int | None, new_source, options):
+def _layout(ctx, load_model, runtime: dict, delegate: str | None, threads, instances: int | None, new_source,
+            options):
     """(threads, instances, auto choice): --threads auto measures; none given takes edgeq tune's pipeline layout."""
     if threads == "auto":
         choice = _choose_threads(ctx, load_model, new_source, options, instances)
         return choice.threads, choice.instances, choice
     if threads is None and instances is None:
-        return (*_tuned_layout(ctx, model, delegate), None)
+        return (*_tuned_layout(ctx, runtime, delegate), None)
     return threads, instances, None
 
 
@@ -115,13 +117,8 @@ def _choose_threads(ctx, load_model, new_source, options, instances: int | None)
     return choice
 
 
-def _tuned_layout(ctx, model: str, delegate: str | None) -> tuple[int | None, int | None]:
+def _tuned_layout(ctx, runtime: dict, delegate: str | None) -> tuple[int | None, int | None]:
     """The pipeline layout ``edgeq tune --pipeline`` stored, when the run uses the tuned delegate."""
-    from ..metadata import read_metadata
-    from ..tflite_format import load_model_file
-
-    meta = read_metadata(load_model_file(model)[1])
-    runtime = meta.runtime if meta is not None else {}
     threads = runtime.get("pipeline_threads")
     if not threads or (delegate is not None and delegate != runtime.get("delegate")):
         return None, None
@@ -234,8 +231,8 @@ def command(ctx, model, source, mode, delegate, delegate_option, threads, instan
     if jsonl:
         sinks.append(JsonLinesSink(jsonl, overwrite=force))
 
-    load_model = _model_loader(ctx, model, delegate, pre_opts, parse_delegate_options(delegate_option))
-    threads, instances, choice = _layout(ctx, load_model, model, delegate, threads, instances,
+    load_model, runtime = _model_loader(ctx, model, delegate, pre_opts, parse_delegate_options(delegate_option))
+    threads, instances, choice = _layout(ctx, load_model, runtime, delegate, threads, instances,
                                          lambda: open_source(source, source_options), options)
     with contextlib.ExitStack() as stack:
         m, *replicas = [stack.enter_context(load_model(threads)) for _ in range(instances or 1)]

@@ -153,30 +153,15 @@ class CalibratedModel:
     # ---- recorded ranges -------------------------------------------------------------------
     def recorded_ranges(self) -> dict[int, tuple[float, float]]:
         """{tensor index: (min, max)} as calibration recorded them (names are not unique: indices are)."""
-        from ..metadata import unpack_model
+        from .fastcal import ranged_tensors
 
-        m = unpack_model(self.data)
-        out = {}
-        for i, t in enumerate(m.subgraphs[0].tensors):
-            q = t.quantization
-            if q is not None and q.min is not None and q.max is not None and len(q.min) == 1:
-                out[i] = (float(q.min[0]), float(q.max[0]))
-        return out
+        return ranged_tensors(self.data)
 
     def with_ranges(self, ranges: dict[int, tuple[float, float]]) -> CalibratedModel:
         """A copy whose recorded min/max are replaced for the given tensor indices."""
-        from ..metadata import pack_model, unpack_model
+        from .fastcal import write_ranges
 
-        m = unpack_model(self.data)
-        changed = 0
-        for i, t in enumerate(m.subgraphs[0].tensors):
-            if i in ranges and t.quantization is not None and t.quantization.min is not None:
-                lo, hi = ranges[i]
-                t.quantization.min = np.array([lo], np.float32)
-                t.quantization.max = np.array([hi], np.float32)
-                changed += 1
-        log.debug("replaced the recorded range of %d tensors", changed)
-        return self.with_data(pack_model(m))
+        return self.with_data(write_ranges(self.data, ranges))
 
 
 def input_batches(rep: Callable[[], Iterable[Sequence[np.ndarray]]] | None) -> Callable[[], Iterable[np.ndarray]]:

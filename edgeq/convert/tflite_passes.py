@@ -7,6 +7,7 @@ int8 (each one splits the delegated graph). Each pass is exact on the float mode
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -126,16 +127,25 @@ def fuse_activations(model: Any) -> int:
     return len(drop)
 
 
-def depth_to_space_as_transpose(model: Any) -> int:
-    """Rewrite DEPTH_TO_SPACE (which ai-edge-quantizer cannot quantize) as RESHAPE -> TRANSPOSE -> RESHAPE,
-    the same data movement: [N,H,W,b*b*C] -> [N*H, W, b, b*C] -> perm (0,2,1,3) -> [N, H*b, W*b, C]."""
+def _replace_ops(model: Any, op_type: str, build: Callable[[Any, Any, Any], list[Any]]) -> int:
+    """Every ``op_type`` op of the main subgraph replaced, in place, by ``build(op, schema, subgraph)``'s ops."""
     s, names = schema(), op_names()
     sg = model.subgraphs[0]
     out_ops, count = [], 0
     for op in sg.operators:
-        if op_name(model, op, names) != "DEPTH_TO_SPACE":
+        if op_name(model, op, names) == op_type:
+            out_ops += build(op, s, sg)
+            count += 1
+        else:
             out_ops.append(op)
-            continue
+    sg.operators = out_ops
+    return count
+
+
+def depth_to_space_as_transpose(model: Any) -> int:
+    """Rewrite DEPTH_TO_SPACE (which ai-edge-quantizer cannot quantize) as RESHAPE -> TRANSPOSE -> RESHAPE,
+    the same data movement: [N,H,W,b*b*C] -> [N*H, W, b, b*C] -> perm (0,2,1,3) -> [N, H*b, W*b, C]."""
+    def build(op: Any, s: Any, sg: Any) -> list[Any]:
         b = int(op.builtinOptions.blockSize)
         n, h, w, c = (int(d) for d in sg.tensors[op.inputs[0]].shape)
         mid = [n * h, w, b, c // b]
@@ -145,40 +155,29 @@ def depth_to_space_as_transpose(model: Any) -> int:
         shape1 = _tensor(model, s, sg, "d2s_shape1", [4], s.TensorType.INT32, np.array(mid, np.int32))
         final = [n, h * b, w * b, c // (b * b)]
         shape2 = _tensor(model, s, sg, "d2s_shape2", [4], s.TensorType.INT32, np.array(final, np.int32))
-        out_ops += [_new_op(model, s, "RESHAPE", [int(op.inputs[0]), shape1], [t1]),
-                    _new_op(model, s, "TRANSPOSE", [t1, perm], [t2]),
-                    _new_op(model, s, "RESHAPE", [t2, shape2], [int(op.outputs[0])])]
-        count += 1
-    sg.operators = out_ops
-    return count
+        return [_new_op(model, s, "RESHAPE", [int(op.inputs[0]), shape1], [t1]),
+                _new_op(model, s, "TRANSPOSE", [t1, perm], [t2]),
+                _new_op(model, s, "RESHAPE", [t2, shape2], [int(op.outputs[0])])]
+    return _replace_ops(model, "DEPTH_TO_SPACE", build)
 
 
 def prelu_as_max(model: Any) -> int:
     """Rewrite PRELU (which ai-edge-quantizer cannot quantize) exactly with ops it can: with every slope in
     [0, 1], PRELU(x) = MAXIMUM(x, alpha * x); otherwise RELU(x) + alpha * (x - RELU(x)), RELU as a 1x1
     depthwise convolution (see ``_relu_as_depthwise``)."""
-    s, names = schema(), op_names()
-    sg = model.subgraphs[0]
-    out_ops, count = [], 0
-    for op in sg.operators:
-        if op_name(model, op, names) != "PRELU":
-            out_ops.append(op)
-            continue
+    def build(op: Any, s: Any, sg: Any) -> list[Any]:
         x, alpha, y = int(op.inputs[0]), int(op.inputs[1]), int(op.outputs[0])
         data = model.buffers[sg.tensors[alpha].buffer].data
         a = np.frombuffer(bytes(data) if data is not None else b"", np.float32)
         shape = [int(d) for d in sg.tensors[x].shape]
         scaled = _tensor(model, s, sg, "prelu_ax", shape, s.TensorType.FLOAT32)
         if a.size and a.min() >= 0 and a.max() <= 1:
-            out_ops += [_new_op(model, s, "MUL", [x, alpha], [scaled]), _new_op(model, s, "MAXIMUM", [x, scaled], [y])]
-        else:
-            pos = _tensor(model, s, sg, "prelu_pos", shape, s.TensorType.FLOAT32)
-            neg = _tensor(model, s, sg, "prelu_neg", shape, s.TensorType.FLOAT32)
-            out_ops += [_relu_as_depthwise(model, s, sg, x, pos), _new_op(model, s, "SUB", [x, pos], [neg]),
-                        _new_op(model, s, "MUL", [neg, alpha], [scaled]), _new_op(model, s, "ADD", [pos, scaled], [y])]
-        count += 1
-    sg.operators = out_ops
-    return count
+            return [_new_op(model, s, "MUL", [x, alpha], [scaled]), _new_op(model, s, "MAXIMUM", [x, scaled], [y])]
+        pos = _tensor(model, s, sg, "prelu_pos", shape, s.TensorType.FLOAT32)
+        neg = _tensor(model, s, sg, "prelu_neg", shape, s.TensorType.FLOAT32)
+        return [_relu_as_depthwise(model, s, sg, x, pos), _new_op(model, s, "SUB", [x, pos], [neg]),
+                _new_op(model, s, "MUL", [neg, alpha], [scaled]), _new_op(model, s, "ADD", [pos, scaled], [y])]
+    return _replace_ops(model, "PRELU", build)
 
 
 def _relu_as_depthwise(model: Any, s: Any, sg: Any, x: int, out: int) -> Any:
