@@ -10,6 +10,8 @@ import time
 import cv2
 import numpy as np
 
+from edgeq.pipeline import Frame, Source
+from edgeq.pipeline.synthetic import encode_frame_number
 from edgeq.preprocess import Preprocess
 
 
@@ -124,3 +126,32 @@ class Marker:
 
 def decode_marker(outputs, ctx) -> Marker:
     return Marker(float(np.max(outputs[0])))
+
+
+class ListSource(Source):
+    """Frames from a list (a stand-in for a camera whose driver returns an odd buffer now and then)."""
+
+    kind = "list"
+
+    def __init__(self, images):
+        super().__init__("list of frames")
+        self._images = list(images)
+
+    def _open(self) -> None:
+        self._i = 0
+
+    def read(self):
+        if self._i >= len(self._images):
+            return None
+        self._i += 1
+        return Frame(self._images[self._i - 1], self._i, time.monotonic(), 0.0)
+
+
+def numbered_frames(count: int, width: int = 64, height: int = 48) -> list[np.ndarray]:
+    """BGR frames with their number (1..count) drawn in, for a ListSource that must not drop any."""
+    frames = []
+    for n in range(1, count + 1):
+        image = np.full((height, width, 3), 90, np.uint8)
+        encode_frame_number(image, n)
+        frames.append(image)
+    return frames

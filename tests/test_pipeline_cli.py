@@ -12,6 +12,7 @@ import time
 import cv2
 import numpy as np
 import pytest
+from helpers import numbered_frames
 
 from edgeq.cli import main
 from edgeq.pipeline import decode_frame_number
@@ -165,8 +166,11 @@ def test_foreign_model_without_options_says_what_it_assumes(foreign_model, vtest
 
 
 def test_postprocess_choices_and_help_come_from_the_registry(int8_model_path, marker_decoder, tmp_path, capsys):
-    out = tmp_path / "r.jsonl"
-    assert run_cli([str(int8_model_path), "--source", "synthetic://64x48@100?frames=3", "--postprocess", "marker",
+    out, frames = tmp_path / "r.jsonl", tmp_path / "frames"
+    frames.mkdir()  # a folder is read frame by frame: none dropped, however busy the machine
+    for n, image in enumerate(numbered_frames(3)):
+        cv2.imwrite(str(frames / f"{n:02d}.png"), image)
+    assert run_cli([str(int8_model_path), "--source", str(frames), "--postprocess", "marker",
                     "--mode", "every-frame", "--jsonl", str(out)]) == 0
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(rows) == 3 and all(row["result"]["type"] == "marker" for row in rows)

@@ -6,15 +6,14 @@ import time
 
 import cv2
 import pytest
+from helpers import ListSource, numbered_frames
 
 from edgeq.errors import UsageError
 from edgeq.pipeline import (
-    Frame,
     JsonLinesSink,
     Pipeline,
     RunOptions,
     Sink,
-    Source,
     SourceOptions,
     StreamSource,
     SyntheticSource,
@@ -212,7 +211,7 @@ def test_a_failing_sink_ends_the_run_with_a_partial_report(model, vtest_path):
 
 
 def test_a_pipeline_runs_once(model):
-    p = Pipeline(model, SyntheticSource(64, 48, fps=100, frames=3), options=RunOptions(mode="every-frame"))
+    p = Pipeline(model, ListSource(numbered_frames(3)), options=RunOptions(mode="every-frame"))
     assert p.run().frames_processed == 3
     with pytest.raises(UsageError, match="runs once"):
         p.run()
@@ -276,25 +275,6 @@ def test_yolo_detections_mapped_through_the_letterbox_end_to_end(yolo_model, vte
             assert d["box"] == pytest.approx(expected[d["class_id"]], abs=2.5)  # int8 output step ~0.17 px x 12
             assert d["score"] == pytest.approx(0.81, abs=0.1)
     assert count_video_frames(video) == 10
-
-
-class ListSource(Source):
-    """Frames from a list (a stand-in for a camera whose driver returns an odd buffer now and then)."""
-
-    kind = "list"
-
-    def __init__(self, images):
-        super().__init__("list of frames")
-        self._images = list(images)
-
-    def _open(self) -> None:
-        self._i = 0
-
-    def read(self):
-        if self._i >= len(self._images):
-            return None
-        self._i += 1
-        return Frame(self._images[self._i - 1], self._i, time.monotonic(), 0.0)
 
 
 @pytest.mark.parametrize("mode", ["every-frame", "realtime"])

@@ -61,12 +61,14 @@ def test_every_candidate_is_measured_on_the_real_video_and_the_winner_is_one_of_
 
 def test_a_live_source_is_tried_at_its_own_rate(int8_model_path):
     # A camera cannot deliver faster than it captures: on a live source the trial measures the
-    # pipeline at the camera's rate (every frame, none dropped), so counts tie unless one cannot keep up.
+    # pipeline at the camera's rate, so counts tie unless one cannot keep up. Unthrottled, this model
+    # runs the 96x64 pipeline at several hundred FPS; a late first frame (a fresh interpreter, a busy
+    # machine) lets the queued frames after it finish in a burst, hence the margin above 50.
     choice = choose_pipeline_threads(_loader(int8_model_path, []), lambda: open_source("synthetic://96x64@50"),
-                                     candidates=(1, 2), frames=10, rounds=1)
+                                     candidates=(1, 2), frames=20, rounds=1)
     assert choice.threads in (1, 2)
     for t in choice.trials:
-        assert t.error is None and t.frames == 10 and 0 < t.fps <= 50 * 1.2
+        assert t.error is None and t.frames == 20 and 0 < t.fps <= 50 * 1.5
 
 
 def test_a_count_that_fails_is_reported_and_the_others_still_chosen_from(int8_model_path, vtest_path):

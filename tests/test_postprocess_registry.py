@@ -8,7 +8,7 @@ import json
 import cv2
 import numpy as np
 import pytest
-from helpers import FakeCapture, FakeModel, Marker
+from helpers import FakeCapture, FakeModel, ListSource, Marker, numbered_frames
 
 import edgeq.metadata
 from edgeq.errors import ModelError, UsageError
@@ -21,7 +21,6 @@ from edgeq.pipeline import (
     Sink,
     SourceOptions,
     StopReason,
-    SyntheticSource,
     annotate,
     format_report,
 )
@@ -151,14 +150,14 @@ class AnnotatingSink(Sink):
 def test_a_registered_decoder_is_selectable_and_drawn_with_no_other_change(marker_decoder, tmp_path):
     sink, jsonl = AnnotatingSink(), tmp_path / "r.jsonl"
     model = FakeModel([np.full((1, 10), 0.25)])
-    r = Pipeline(model, SyntheticSource(64, 48, fps=200, frames=3), [sink, JsonLinesSink(jsonl)],
+    r = Pipeline(model, ListSource(numbered_frames(3)), [sink, JsonLinesSink(jsonl)],
                  RunOptions(postprocess="marker", mode="every-frame")).run()
     assert r.postprocess == "marker" and r.frames_processed == 3
     assert all(tuple(f[-1, -1]) == (0, 0, 255) for f in sink.frames)  # drawn by Marker.draw
     rows = [json.loads(line) for line in jsonl.read_text().splitlines()]
     assert [row["result"] for row in rows] == [Marker(0.25).to_dict()] * 3
     # Without the option the same model still gets the automatic choice.
-    auto = Pipeline(model, SyntheticSource(64, 48, fps=200, frames=1)).run()
+    auto = Pipeline(model, ListSource(numbered_frames(1))).run()
     assert auto.postprocess == "classify"
 
 
@@ -166,7 +165,7 @@ def test_a_registered_decoder_is_selectable_and_drawn_with_no_other_change(marke
 # Stop reasons and warnings in the report
 # --------------------------------------------------------------------------------------------
 def test_stop_reasons_are_an_enum_serialised_as_the_same_strings():
-    p = Pipeline(FakeModel([np.zeros((1, 10))]), SyntheticSource(64, 48, fps=200, frames=2))
+    p = Pipeline(FakeModel([np.zeros((1, 10))]), ListSource(numbered_frames(2)))
     r = p.run()
     assert r.stop_reason is StopReason.END_OF_INPUT and r.stop_reason == "end_of_input"
     d = json.loads(json.dumps(r.to_dict()))
