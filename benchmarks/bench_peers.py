@@ -43,6 +43,7 @@ import numpy as np
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
+import hide_isa  # noqa: E402
 import peers  # noqa: E402
 
 MODELS = ("bundled", "mobilenetv2")
@@ -58,7 +59,8 @@ def model_spec(name: str, out: pathlib.Path) -> peers.ModelSpec:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", default="build/peers", help="artifacts and results (relative to the repository)")
+    ap.add_argument("--out", default=None, help="artifacts and results (relative to the repository; default "
+                    "build/peers, or build/peers-avx2 with --hide-isa)")
     ap.add_argument("--models", default=",".join(MODELS), help=f"comma list of {', '.join(MODELS)}")
     ap.add_argument("--stacks", default=",".join(peers.STACKS), help=f"comma list of {', '.join(peers.STACKS)}")
     ap.add_argument("--threads", type=int, default=2, help="inference threads of every stack")
@@ -72,6 +74,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--json", help="also write all results to this JSON file")
     ap.add_argument("--profile", action="store_true", help="then the per-op profile of the int8 MobileNetV2 "
                                                             "(benchmarks/op_profile.py, with OpenVINO's if converted)")
+    ap.add_argument("--hide-isa", action="store_true", help="AVX2 code paths only: AVX-512, AMX and AVX-VNNI "
+                    "hidden from CPUID for every stack (benchmarks/hide_isa.py; needs cpuid_fault and a C compiler)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     args.models = _choices(ap, "--models", args.models, MODELS)
@@ -261,7 +265,9 @@ def main(argv: list[str] | None = None) -> None:
         job = json.loads(args.child)
         pathlib.Path(job["result"]).write_text(json.dumps(child(job)))
         return
-    out = (ROOT / args.out).resolve()
+    if args.hide_isa:
+        hide_isa.reexec_hidden(ROOT / "build" / "cpuid_mask")
+    out = (ROOT / (args.out or ("build/peers-avx2" if args.hide_isa else "build/peers"))).resolve()
     out.mkdir(parents=True, exist_ok=True)
     report = {"args": {k: v for k, v in vars(args).items() if k != "child"}, "before": machine(args),
               "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()), "models": []}
@@ -269,7 +275,8 @@ def main(argv: list[str] | None = None) -> None:
         report["models"].append(run_model(name, args, out))
     report["after_load_avg"] = list(os.getloadavg())
     cpu = report["before"]["cpu"]
-    print(f"CPU: {cpu['model']}, {cpu['logical_cpus']} logical CPUs, flags: {' '.join(cpu['flags'])}; "
+    hidden = f" ({cpu['hidden']})" if cpu.get("hidden") else ""
+    print(f"CPU: {cpu['model']}, {cpu['logical_cpus']} logical CPUs, flags: {' '.join(cpu['flags'])}{hidden}; "
           f"{args.threads} threads; load average before {report['before']['load_avg'][0]:.2f}, "
           f"after {report['after_load_avg'][0]:.2f}")
     print("versions: " + ", ".join(f"{k} {v}" for k, v in report["before"]["versions"].items()))

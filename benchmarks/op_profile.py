@@ -31,6 +31,7 @@ import numpy as np
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
+import hide_isa  # noqa: E402
 import peers  # noqa: E402
 
 
@@ -221,13 +222,18 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--openvino", type=pathlib.Path, help="an OpenVINO IR (.xml) of the same network to profile too")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--runs", type=int, default=200, help="invokes per timing block")
+    ap.add_argument("--hide-isa", action="store_true", help="AVX2 code paths only (benchmarks/hide_isa.py)")
     args = ap.parse_args(argv)
+    if args.hide_isa:
+        hide_isa.reexec_hidden(ROOT / "build" / "cpuid_mask")
     if args.threads < 1 or args.runs < 1:
         ap.error("--threads and --runs must be >= 1")
     info = peers.cpu_info()
     peaks = peers.int8_peak(info, args.threads)
     prof = profile_tflite(args.tflite, args.threads, args.runs)
-    print(f"CPU: {info['model']}, flags {' '.join(info['flags'])}, nominal {info['mhz']} MHz; {args.threads} threads;"
+    hidden = f" ({info['hidden']})" if info.get("hidden") else ""
+    print(f"CPU: {info['model']}, flags {' '.join(info['flags'])}{hidden}, nominal {info['mhz']} MHz; "
+          f"{args.threads} threads;"
           " peaks (int8 GMAC/s): " + ", ".join(f"{isa} {p:.0f}" for isa, p in peaks))
     print(f"\n{args.tflite.name} under XNNPACK, each op cut out and timed alone:\n")
     print(summarise(prof["ops"], prof["whole_ms"], peaks))

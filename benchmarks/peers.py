@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import hide_isa
 import numpy as np
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -81,10 +82,14 @@ def parse_cpuinfo(text: str) -> dict[str, Any]:
 
 
 def cpu_info(path: str = "/proc/cpuinfo") -> dict[str, Any]:
+    """The CPU as this process's libraries see it: without the flags ``--hide-isa`` hides (hide_isa.py)."""
     try:
-        return parse_cpuinfo(pathlib.Path(path).read_text())
+        info = parse_cpuinfo(pathlib.Path(path).read_text())
     except OSError:
         return {"model": "unknown", "logical_cpus": 0, "mhz": None, "flags": []}
+    if hide_isa.active():
+        info.update(flags=hide_isa.visible_flags(info["flags"]), hidden=hide_isa.NOTE)
+    return info
 
 
 # Dense int8 multiply-accumulates per cycle per core of the widest int8 dot-product path of an ISA

@@ -2,13 +2,21 @@
 and the one-op models the profile times (each must compute exactly what that op computes inside the model)."""
 from __future__ import annotations
 
+import json
+import os
 import pathlib
+import shutil
+import subprocess
+import sys
 
 import bench_peers
+import hide_isa
 import numpy as np
 import op_profile
 import peers
 import pytest
+
+from edgeq.runtime import load
 
 DATA = pathlib.Path(__file__).parent / "data"
 
@@ -116,3 +124,63 @@ def test_macs_of_a_convolution_come_from_its_shapes():
     out, w = sg.tensors[conv.outputs[0]].shape, sg.tensors[conv.inputs[1]].shape   # NHWC, [Cout, kh, kw, Cin]
     assert op_profile.macs(model, conv, "CONV_2D") == out[1] * out[2] * w[0] * w[1] * w[2] * w[3] > 0
     assert op_profile.macs(model, conv, "SOFTMAX") == 0
+
+
+# ---- --hide-isa: this CPU's AVX2 code paths (benchmarks/hide_isa.py, cpuid_mask.c) ------------------------------
+def _hide_isa_or_skip(tmp_path) -> pathlib.Path:
+    if not hide_isa.cpu_can_fault_cpuid():
+        pytest.skip("no CPUID faulting here (cpuid_fault missing from /proc/cpuinfo): --hide-isa cannot run")
+    if "avx512f" not in peers.parse_cpuinfo(pathlib.Path("/proc/cpuinfo").read_text())["flags"]:
+        pytest.skip("this CPU has no AVX-512 to hide")
+    if not (shutil.which("cc") or shutil.which("gcc")):
+        pytest.skip("no C compiler to build benchmarks/cpuid_mask.c")
+    return hide_isa.build(tmp_path)
+
+
+CHILD = """
+import json, sys
+import numpy as np
+from numpy._core._multiarray_umath import __cpu_features__ as seen
+import peers
+from edgeq.runtime import load
+
+with load(sys.argv[1], delegate="xnnpack", num_threads=1) as m:
+    x = np.load(sys.argv[2])
+    out = np.concatenate([m.run([x[i:i + 1]])[0] for i in range(len(x))])
+    np.save(sys.argv[3], out)
+    print(json.dumps({"avx512f": bool(seen["AVX512F"]), "avx2": bool(seen["AVX2"]), "cpu": peers.cpu_info(),
+                      "nodes": m.delegate_report.delegated_nodes}))
+"""
+
+
+def test_hidden_isa_runs_the_same_int8_model_on_avx2_kernels_with_the_same_results(tmp_path, int8_model_path,
+                                                                                     fashion_test):
+    lib = _hide_isa_or_skip(tmp_path)
+    images, _ = fashion_test
+    with load(int8_model_path, delegate="xnnpack", num_threads=1) as m:
+        x = np.concatenate([m.prepare(img) for img in images[:64]])
+        full = np.concatenate([m.run([x[i:i + 1]])[0] for i in range(len(x))])
+    np.save(tmp_path / "x.npy", x)
+    root = pathlib.Path(__file__).resolve().parent.parent
+    env = dict(os.environ, LD_PRELOAD=str(lib), PYTHONPATH=f"{root}:{root / 'benchmarks'}", **{hide_isa.ENV: "1"})
+    out = subprocess.run([sys.executable, "-c", CHILD, str(int8_model_path), str(tmp_path / "x.npy"),
+                          str(tmp_path / "y.npy")], env=env, capture_output=True, text=True, check=True)
+    seen = json.loads(out.stdout.strip().splitlines()[-1])
+    assert seen["avx2"] and not seen["avx512f"]          # NumPy's own CPUID probe sees no AVX-512
+    assert "avx2" in seen["cpu"]["flags"] and not any(f.startswith(("avx512", "amx", "avx_vnni"))
+                                                      for f in seen["cpu"]["flags"])
+    assert seen["cpu"]["hidden"] == hide_isa.NOTE and seen["nodes"] > 0
+    masked = np.load(tmp_path / "y.npy")
+    # Other kernels, the same int8 arithmetic: at most one output step apart, the same class for every image.
+    assert np.abs(masked.astype(int) - full.astype(int)).max() <= 1
+    assert (masked.argmax(1) == full.argmax(1)).all()
+
+
+def test_op_profile_with_hide_isa_reexecutes_itself_and_reports_the_avx2_peak(tmp_path, int8_model_path):
+    _hide_isa_or_skip(tmp_path)
+    root = pathlib.Path(__file__).resolve().parent.parent
+    out = subprocess.run([sys.executable, str(root / "benchmarks" / "op_profile.py"), str(int8_model_path),
+                          "--hide-isa", "--threads", "1", "--runs", "5"], capture_output=True, text=True, check=True)
+    head = out.stdout.splitlines()[0]
+    assert "(AVX-512, AMX and AVX-VNNI hidden from CPUID)" in head and "peaks (int8 GMAC/s): avx2" in head
+    assert "avx512" not in head.split("hidden")[0] and "% of avx2 peak" in out.stdout
