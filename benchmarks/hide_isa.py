@@ -54,7 +54,10 @@ def visible_flags(flags: list[str]) -> list[str]:
 
 def check_hidden() -> None:
     """Fail loudly if the preload did not take (a benchmark labelled AVX2 must not run AVX-512)."""
-    from numpy._core._multiarray_umath import __cpu_features__ as seen
+    try:
+        from numpy._core._multiarray_umath import __cpu_features__ as seen
+    except ImportError:  # NumPy 1.x
+        from numpy.core._multiarray_umath import __cpu_features__ as seen
 
     if seen.get("AVX512F") or not seen.get("AVX2"):
         raise SystemExit(f"--hide-isa: NumPy still sees AVX512F={seen.get('AVX512F')}, AVX2={seen.get('AVX2')}; "
