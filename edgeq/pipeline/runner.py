@@ -11,8 +11,10 @@ Threads and bounded hand-offs (nothing buffers without bound):
 * every-frame with replicas (more instances of the same model): each instance's worker reads the
   next frame itself (one reader at a time), preprocesses it, runs it and postprocesses it: a frame
   stays on one core from decoding to result, with no thread hand-off and no context switch between
-  stages. Measured on 2 cores (MobileNetV2-0.35, 1 thread x 2 instances): 0.3 CPU ms less per frame
-  and +14 % FPS against capture and preprocess threads feeding the workers.
+  stages. Measured on 2 cores (MobileNetV2-0.35 on vtest.avi, 1 thread x 2 instances, interleaved
+  fresh processes): +23 % FPS and 0.55 CPU ms less per frame than capture and preprocess threads
+  feeding the workers through the main thread. One instance keeps those threads: its decoding must
+  overlap its inference.
 * inference runs on a worker thread per model instance, which takes its own frames (watchdog.py);
   with replicas consecutive frames are in flight at once, and results are finished in frame order,
   one at a time, so decoders and sinks still see frame order. One instance with N threads splits
