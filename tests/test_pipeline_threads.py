@@ -393,3 +393,33 @@ def test_instances_reading_their_own_frames_count_duplicates_and_end_on_a_source
     assert r.stop_reason.value == "source_failed" and "after frame 6" in r.failure
     assert [item.seq for item in sink.items] == [1, 2, 3, 4, 5, 6] and r.frames_duplicate == 3
     assert r.frames_captured == r.frames_processed == 6 and r.frames_unprocessed == 0
+
+
+@pytest.mark.parametrize("instances", [1, 2])
+def test_a_failing_decoder_ends_the_run_with_its_error_after_the_inferences_in_flight(int8_model_path, instances):
+    # The caller closes the models once run() raises too: no instance may still be inside run() then.
+    from helpers import ListSource, numbered_frames
+
+    from edgeq.pipeline import Pipeline, RunOptions
+    from edgeq.postprocess import Decoder, register, unregister
+
+    calls = []
+
+    def decode(outputs, ctx):
+        calls.append(ctx.source_size)
+        if len(calls) == 3:
+            raise ValueError("the decoder failed on frame 3")
+        return None
+
+    register(Decoder("fails-third", "mark", "fails on the third frame (tests)", lambda shapes, task: None, decode,
+                     priority=500))
+    models = [_SlowModel(load(int8_model_path, delegate="xnnpack", num_threads=1), 0.3) for _ in range(instances)]
+    try:
+        with pytest.raises(ValueError, match="failed on frame 3"):
+            Pipeline(models[0], ListSource(numbered_frames(40)), (),
+                     RunOptions(mode="every-frame", postprocess="fails-third"), replicas=models[1:]).run()
+        assert [m.active for m in models] == [0] * instances and len(calls) == 3
+    finally:
+        unregister("fails-third")
+        for m in models:
+            m.close()

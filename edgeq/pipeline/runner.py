@@ -28,6 +28,7 @@ sink; in every case the source is closed, sinks are finalised and a ``RunReport`
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import queue
@@ -331,6 +332,11 @@ class Pipeline:
                         self._supervise(start, workers)
                     except KeyboardInterrupt:  # a second Ctrl-C: stop now, the report is still written
                         self.stop(StopReason.INTERRUPTED)
+                    except BaseException:  # e.g. a decoder's error: raised, once the inferences ended
+                        self._stop.set()
+                        with contextlib.suppress(InferenceStuck):
+                            workers.join(time.monotonic())
+                        raise
                     workers.join(time.monotonic())  # no model may be closed under a running inference
                 except InferenceStuck as exc:
                     self._stop_reason, self._failure = StopReason.INFERENCE_STUCK, str(exc)
