@@ -325,7 +325,8 @@ class Pipeline:
                 workers = FrameWorkers(self._models, self._stop, self._take, self._prepare_on_worker,
                                        self._finish_frame, self._on_end, self._on_worker_error,
                                        self.options.max_frames, self.options.stop_grace_s,
-                                       finish_on_workers=len(self._models) > 1)
+                                       finish_on_workers=len(self._models) > 1,
+                                       depth=1 if self.mode == "realtime" else 2)
                 workers.start()
                 try:
                     try:

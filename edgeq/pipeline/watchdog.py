@@ -44,8 +44,9 @@ class FrameWorkers:
     SKIP; ``finish(job, raw outputs, inference ms)`` postprocesses and records one frame (called in
     frame order, one at a time, never after the stop). ``on_end()`` is called once the input ended
     and every frame taken is finished. ``fail(exc)`` gets an exception that ends a worker.
-    At most ``max_frames`` frames are taken (skipped ones give their turn back), and at most
-    ``ahead`` taken frames wait unfinished, so a slow sink back-pressures taking instead of buffering.
+    At most ``max_frames`` frames are taken (skipped ones give their turn back), and at most ``depth``
+    taken frames per worker wait unfinished, so a slow sink back-pressures taking instead of
+    buffering (realtime: 1, a frame is only taken once the last result is finished, never ahead).
 
     ``finish_on_workers``: whichever worker files the next result finishes it (every core is busy
     and the finishing CPU may as well be spent there); False: the main thread finishes, calling
@@ -56,9 +57,11 @@ class FrameWorkers:
     def __init__(self, models: Sequence[Any], stop: threading.Event, take: Callable[[float], Any],
                  prepare: Callable[[Any, Any], Any], finish: Callable[[Any, Any, float], None],
                  on_end: Callable[[], None], fail: Callable[[BaseException], None],
-                 max_frames: int | None = None, grace_s: float = 2.0, finish_on_workers: bool = True) -> None:
+                 max_frames: int | None = None, grace_s: float = 2.0, finish_on_workers: bool = True,
+                 depth: int = 2) -> None:
         self._stop, self._take, self._prepare, self._finish = stop, take, prepare, finish
         self.finish_on_workers = finish_on_workers
+        self._unsignalled = False
         self.ready = threading.Event()  # set when a result was filed (for the main thread, when it finishes)
         self._on_end, self._fail = on_end, fail
         self.grace_s = float(grace_s)
@@ -67,7 +70,7 @@ class FrameWorkers:
         self._taking = threading.Lock()        # held by the one worker taking the next frame
         self._claims = threading.Condition()  # the max_frames budget and the read-ahead, between workers
         self._budget = max_frames             # frames that may still be taken (None: no limit)
-        self._ahead = 2 * len(models)
+        self._ahead = depth * len(models)
         self._taken = 0                        # number of the next frame taken
         self._ended = False
         self._running = len(models)
@@ -104,9 +107,13 @@ class FrameWorkers:
             while not (self._stop.is_set() or self._ended):
                 with self._claims:
                     if (self._budget is not None and self._budget <= 0) or self._taken - self._next >= self._ahead:
+                        self._signal()  # the main thread may be what it waits for
                         self._claims.wait(_SLICE_S)
                         continue
-                item = self._take(_SLICE_S)
+                item = self._take(0.0)
+                if item is None:
+                    self._signal()
+                    item = self._take(_SLICE_S)
                 if item is END:
                     self._ended = True
                 elif item is not None:
@@ -125,6 +132,7 @@ class FrameWorkers:
                     self._budget += 1  # its turn goes to the next frame
             return SKIP
         tensor, job = prepared
+        self._signal()
         self._inferring[k] = time.monotonic()
         t0 = time.perf_counter()
         try:
@@ -135,12 +143,18 @@ class FrameWorkers:
         self.slowest_s = max(self.slowest_s, ms / 1e3)
         return job, raw, ms
 
+    def _signal(self) -> None:
+        """Tell the main thread a result waits, now that this worker leaves the GIL (inference or a wait)."""
+        if self._unsignalled:
+            self._unsignalled = False
+            self.ready.set()
+
     def _complete(self, index: int, result: Any) -> None:
         """File one result; finish every result that is next in frame order, unless another worker is."""
         with self._done_lock:
             self._done[index] = result
         if not self.finish_on_workers:
-            self.ready.set()
+            self._unsignalled = True  # the main thread is told when this worker next waits or infers
             return
         while self._finishing.acquire(blocking=False):
             try:
