@@ -1,12 +1,13 @@
-"""Inference workers that take their own frames and finish them in frame order; the main thread only watches.
+"""Inference workers that take their own frames and finish them in frame order; the main thread watches.
 
-One thread per model instance takes the next frame (every-frame: a prepared one from the
-preprocess queue; realtime: the newest, preprocessed on the worker), runs inference and hands the
-result to an in-order finisher: whichever worker holds the finishing lock postprocesses and
-records every result that is next in frame order, so sinks and decoders still see frames in order,
-one at a time. Why: routing each frame through the main thread (hand it to a worker, wait for its
-result, finish it) cost a wake-up and four queue operations per frame, and a worker idled whenever
-the main thread was descheduled.
+One thread per model instance takes the next frame (every-frame, one instance: a prepared one from
+the preprocess queue; every-frame with replicas: straight from the source; realtime: the newest),
+preprocesses it if it is raw, runs inference and files the result for an in-order finisher, so
+decoders and sinks still see frames in order, one at a time. With replicas whichever worker holds
+the finishing lock finishes every result that is next in order; with one instance the main thread
+does, overlapping the worker's next inference. Why: routing each frame through the main thread
+(hand it to a worker, wait for its result, finish it) cost a wake-up and four queue operations per
+frame, and a worker idled whenever the main thread was descheduled.
 
 A native ``invoke`` cannot be interrupted: a model whose WHILE loop never ends would otherwise keep
 the run forever, and with it Ctrl-C, SIGTERM, ``--duration``, the report and the video. The main
