@@ -319,3 +319,107 @@ def test_cli_threads_auto_with_fixed_instances_tries_thread_counts_only(int8_mod
     assert rc == 0, capsys.readouterr().err
     choice = json.loads(report_path.read_text())["thread_choice"]
     assert [(t["threads"], t["instances"]) for t in choice["trials"]] == [(t, 1) for t in thread_candidates()]
+
+
+@pytest.mark.parametrize("instances", [1, 3])
+def test_a_decoder_sees_frames_in_order_one_at_a_time_whatever_the_instances(int8_model_path, instances):
+    # Results are postprocessed on the instances' own threads: a decoder (a tracker may keep state)
+    # must still get the frames in frame order and never two at once.
+    import threading
+
+    import numpy as np
+    from helpers import ListSource, Marker
+
+    from edgeq.pipeline import Pipeline, RunOptions
+    from edgeq.postprocess import Decoder, register, unregister
+
+    widths, overlaps, inside = [], [], threading.Lock()
+
+    def decode(outputs, ctx):
+        if not inside.acquire(blocking=False):
+            overlaps.append(ctx.source_size[0])
+            inside.acquire()
+        try:
+            time.sleep(0.002)  # long enough for another thread to arrive while this one decodes
+            widths.append(ctx.source_size[0])
+        finally:
+            inside.release()
+        return Marker(float(np.max(outputs[0])))
+
+    register(Decoder("order-probe", "mark", "records the frame order (tests)", lambda shapes, task: None, decode,
+                     priority=500))
+    frames = [np.full((48, 64 + n, 3), 90, np.uint8) for n in range(1, 25)]  # frame n is 64 + n wide
+    models = [load(int8_model_path, delegate="xnnpack", num_threads=1) for _ in range(instances)]
+    try:
+        r = Pipeline(models[0], ListSource(frames), (), RunOptions(mode="every-frame", postprocess="order-probe"),
+                     replicas=models[1:]).run()
+    finally:
+        unregister("order-probe")
+        for m in models:
+            m.close()
+    assert r.stop_reason.value == "end_of_input" and r.frames_processed == 24
+    assert widths == [64 + n for n in range(1, 25)] and overlaps == []
+
+
+def test_instances_reading_their_own_frames_count_duplicates_and_end_on_a_source_failure(int8_model_path):
+    # Every-frame with replicas: the instances read the source themselves (no capture thread); a
+    # stale frame is still never new, and a source that fails ends the run with what it delivered.
+    import numpy as np
+
+    from edgeq.pipeline import Frame, Pipeline, RunOptions, Source
+
+    class Failing(Source):
+        def __init__(self) -> None:
+            super().__init__("fails after frame 6")
+            self.seqs = iter([1, 2, 2, 3, 4, 4, 4, 5, 6])
+
+        def _open(self) -> None:
+            pass
+
+        def read(self):
+            seq = next(self.seqs, None)
+            if seq is None:
+                self.failure = "the test source failed after frame 6"
+                return None
+            return Frame(np.full((48, 64, 3), seq * 20, np.uint8), seq, time.monotonic(), 0.0)
+
+    sink = _Collect()
+    models = [load(int8_model_path, delegate="xnnpack", num_threads=1) for _ in range(2)]
+    try:
+        r = Pipeline(models[0], Failing(), [sink], RunOptions(mode="every-frame"), replicas=models[1:]).run()
+    finally:
+        for m in models:
+            m.close()
+    assert r.stop_reason.value == "source_failed" and "after frame 6" in r.failure
+    assert [item.seq for item in sink.items] == [1, 2, 3, 4, 5, 6] and r.frames_duplicate == 3
+    assert r.frames_captured == r.frames_processed == 6 and r.frames_unprocessed == 0
+
+
+@pytest.mark.parametrize("instances", [1, 2])
+def test_a_failing_decoder_ends_the_run_with_its_error_after_the_inferences_in_flight(int8_model_path, instances):
+    # The caller closes the models once run() raises too: no instance may still be inside run() then.
+    from helpers import ListSource, numbered_frames
+
+    from edgeq.pipeline import Pipeline, RunOptions
+    from edgeq.postprocess import Decoder, register, unregister
+
+    calls = []
+
+    def decode(outputs, ctx):
+        calls.append(ctx.source_size)
+        if len(calls) == 3:
+            raise ValueError("the decoder failed on frame 3")
+        return None
+
+    register(Decoder("fails-third", "mark", "fails on the third frame (tests)", lambda shapes, task: None, decode,
+                     priority=500))
+    models = [_SlowModel(load(int8_model_path, delegate="xnnpack", num_threads=1), 0.3) for _ in range(instances)]
+    try:
+        with pytest.raises(ValueError, match="failed on frame 3"):
+            Pipeline(models[0], ListSource(numbered_frames(40)), (),
+                     RunOptions(mode="every-frame", postprocess="fails-third"), replicas=models[1:]).run()
+        assert [m.active for m in models] == [0] * instances and len(calls) == 3
+    finally:
+        unregister("fails-third")
+        for m in models:
+            m.close()

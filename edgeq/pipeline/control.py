@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import queue
 import signal
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -13,6 +15,32 @@ from .sources import Frame
 
 log = logging.getLogger(__name__)
 END = object()  # end-of-stream marker in the pipeline's queues and slot
+POLL_S = 0.05  # how often blocked threads re-check the stop flag
+
+
+def put_until_stopped(q: queue.Queue, item: Any, stop: threading.Event) -> bool:
+    """Blocking put that gives up (False) when the run stops, so no thread hangs on a full queue."""
+    while True:
+        try:
+            q.put(item, timeout=POLL_S)
+            return True
+        except queue.Full:
+            if stop.is_set():
+                return False
+
+
+def put_end(q: queue.Queue, stop: threading.Event) -> None:
+    """Deliver the end marker even to a full queue of a stopped run (drop the oldest item)."""
+    while True:
+        try:
+            q.put_nowait(END)
+            return
+        except queue.Full:
+            if not stop.is_set():
+                time.sleep(POLL_S)
+                continue
+            with contextlib.suppress(queue.Empty):
+                q.get_nowait()
 
 
 class LatestFrameSlot:
