@@ -8,24 +8,37 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import threading
 import time
 
 import cv2
+import numpy as np
 import pytest
+from helpers import ListSource, Marker, numbered_frames
 
 from edgeq.cli import main
 from edgeq.errors import EdgeqError, ModelError, UsageError
 from edgeq.pipeline import (
+    Frame,
+    ImageFolderSource,
+    Pipeline,
+    RunOptions,
+    Source,
+    SyntheticSource,
     ThreadTrial,
     VideoFileSource,
     available_cores,
     choose_pipeline_threads,
+    decode_frame_number,
+    encode_frame_number,
+    format_report,
     layout_candidates,
     open_source,
     parse_threads,
     thread_candidates,
 )
 from edgeq.pipeline.threads import PREFER_FEWER, _pick
+from edgeq.postprocess import Decoder, register, unregister
 from edgeq.runtime import load
 
 pytestmark = pytest.mark.convert
@@ -197,18 +210,6 @@ class _Collect:
 
 @pytest.mark.parametrize("mode", ["every-frame", "realtime"])
 def test_instances_run_consecutive_frames_and_finish_them_in_order(int8_model_path, tmp_path, mode):
-    import numpy as np
-
-    from edgeq.pipeline import (
-        ImageFolderSource,
-        Pipeline,
-        RunOptions,
-        SyntheticSource,
-        decode_frame_number,
-        encode_frame_number,
-        format_report,
-    )
-
     if mode == "every-frame":  # a folder of numbered frames: nothing may be skipped
         for n in range(1, 41):
             image = np.full((96, 128, 3), 90, np.uint8)
@@ -235,8 +236,6 @@ def test_instances_run_consecutive_frames_and_finish_them_in_order(int8_model_pa
 
 
 def test_instances_stop_at_max_frames_exactly(int8_model_path, vtest_path):
-    from edgeq.pipeline import Pipeline, RunOptions
-
     models = [load(int8_model_path, delegate="xnnpack", num_threads=1) for _ in range(2)]
     try:
         report = Pipeline(models[0], VideoFileSource(vtest_path), (), RunOptions(max_frames=7),
@@ -248,8 +247,6 @@ def test_instances_stop_at_max_frames_exactly(int8_model_path, vtest_path):
 
 
 def test_a_replica_must_be_another_instance_of_the_same_model(int8_model_path):
-    from edgeq.pipeline import Pipeline
-
     with load(int8_model_path, delegate="xnnpack") as m, pytest.raises(UsageError, match="replica 1 must be another"):
         Pipeline(m, open_source("synthetic://64x48@10"), replicas=[m])
 
@@ -288,8 +285,6 @@ class _SlowModel:
 
 def test_a_stop_waits_for_the_inferences_in_flight_before_returning(int8_model_path, vtest_path):
     # The caller closes the models once run() returns: no instance may still be inside run() then.
-    from edgeq.pipeline import Pipeline
-
     class StopAtFirst(_Collect):
         pipeline = None
 
@@ -325,14 +320,6 @@ def test_cli_threads_auto_with_fixed_instances_tries_thread_counts_only(int8_mod
 def test_a_decoder_sees_frames_in_order_one_at_a_time_whatever_the_instances(int8_model_path, instances):
     # Results are postprocessed on the instances' own threads: a decoder (a tracker may keep state)
     # must still get the frames in frame order and never two at once.
-    import threading
-
-    import numpy as np
-    from helpers import ListSource, Marker
-
-    from edgeq.pipeline import Pipeline, RunOptions
-    from edgeq.postprocess import Decoder, register, unregister
-
     widths, overlaps, inside = [], [], threading.Lock()
 
     def decode(outputs, ctx):
@@ -364,10 +351,6 @@ def test_a_decoder_sees_frames_in_order_one_at_a_time_whatever_the_instances(int
 def test_instances_reading_their_own_frames_count_duplicates_and_end_on_a_source_failure(int8_model_path):
     # Every-frame with replicas: the instances read the source themselves (no capture thread); a
     # stale frame is still never new, and a source that fails ends the run with what it delivered.
-    import numpy as np
-
-    from edgeq.pipeline import Frame, Pipeline, RunOptions, Source
-
     class Failing(Source):
         def __init__(self) -> None:
             super().__init__("fails after frame 6")
@@ -398,11 +381,6 @@ def test_instances_reading_their_own_frames_count_duplicates_and_end_on_a_source
 @pytest.mark.parametrize("instances", [1, 2])
 def test_a_failing_decoder_ends_the_run_with_its_error_after_the_inferences_in_flight(int8_model_path, instances):
     # The caller closes the models once run() raises too: no instance may still be inside run() then.
-    from helpers import ListSource, numbered_frames
-
-    from edgeq.pipeline import Pipeline, RunOptions
-    from edgeq.postprocess import Decoder, register, unregister
-
     calls = []
 
     def decode(outputs, ctx):
